@@ -1,0 +1,23 @@
+"""Evaluate a checkpoint: ``python evaluate.py ckpt_path=RUN/checkpoints/best.ckpt [overrides]``."""
+
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from fusionlab.cli import run, setup_environment
+
+setup_environment(Path(__file__).parent)
+
+from fusionlab.pipeline import evaluate  # noqa: E402
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="eval")
+def main(cfg: DictConfig) -> None:
+    hc = HydraConfig.get()
+    run(evaluate, cfg, list(hc.overrides.task), set(hc.runtime.choices))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Approaches: one LightningModule per way of (fusing) models. Each is selected by ``approach=``."""

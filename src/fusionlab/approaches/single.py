@@ -1,0 +1,48 @@
+"""The single-model baseline: one backbone trained with a reconstruction loss."""
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from fusionlab.approaches.base import RestorationModule
+
+
+class SingleModel(RestorationModule):
+    """One generator ``net`` (any backbone of ``model/``) trained on ``loss(net(source), target)``.
+
+    The reference that every fusion approach must beat. Batch contract: ``{"source", "target"}``
+    float32 ``(B, C, H, W)``, target in [0, 1].
+
+    :param net: the backbone.
+    :param loss: reconstruction loss module (L1, L2 or Charbonnier).
+    :param optimizer: a partial optimizer factory taking ``params``.
+    :param scheduler: an optional partial LR-scheduler factory taking ``optimizer``.
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        loss: nn.Module,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None = None,
+        y_channel: bool = False,
+        crop_border: int = 0,
+    ) -> None:
+        super().__init__(y_channel=y_channel, crop_border=crop_border)
+        self.net, self.loss = net, loss
+        self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
+
+    def forward(self, source: torch.Tensor) -> torch.Tensor:
+        return self.net(source)
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        loss = self.loss(self(batch["source"]), batch["target"])
+        self.log("train/loss", loss, prog_bar=True)
+        return loss
+
+    def configure_optimizers(self):
+        optimizer = self.optimizer_factory(params=self.net.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": self.scheduler_factory(optimizer=optimizer)}

@@ -1,0 +1,144 @@
+"""The LightningDataModule over image folders or scikit-image's embedded images."""
+
+import functools
+import warnings
+from collections.abc import Sequence
+import lightning as L
+import torch
+from torch.utils.data import DataLoader
+
+from fusionlab.data.datasets import FullImageDataset, PatchDataset
+from fusionlab.data.images import GRAY_MODES, list_images, load_image, load_skimage
+from fusionlab.tasks.degradations import Degradation
+from fusionlab.utils.errors import ConfigError, DataError, check
+
+
+class ImageDataModule(L.LightningDataModule):
+    """Paired restoration data made on the fly from clean images.
+
+    Each split comes from a folder (``*_dir``) or, when the folder is null, from a list of
+    images shipped in scikit-image (``*_images``). Train yields random ``patch_size`` crops with
+    flips/rot90; validation and test yield whole images (batch size ``eval_batch_size``; the
+    approach pads them to its network's stride). Batches are dicts ``{"source", "target",
+    "name"}`` of float32 ``(B, C, H, W)`` images; ``target`` in [0, 1].
+
+    :param task: the degradation (``task`` config group), injected by the pipeline.
+    :param channels: 1 (gray) or 3 (RGB); images are converted as needed.
+    :param samples_per_epoch: training patches per epoch.
+    :param cache_images: decode every image once and keep it in memory.
+    :param skip_bad_files: skip unreadable files with a warning instead of failing.
+    :param gray: RGB to gray conversion for ``channels=1``: ``luma`` or ``y`` (YCbCr's Y).
+    """
+
+    def __init__(
+        self,
+        task: Degradation,
+        channels: int,
+        patch_size: int,
+        batch_size: int,
+        samples_per_epoch: int,
+        train_dir: str | None = None,
+        val_dir: str | None = None,
+        test_dir: str | None = None,
+        train_images: Sequence[str] | None = None,
+        val_images: Sequence[str] | None = None,
+        test_images: Sequence[str] | None = None,
+        eval_batch_size: int = 1,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+        augment: bool = True,
+        cache_images: bool = True,
+        skip_bad_files: bool = False,
+        gray: str = "luma",
+    ) -> None:
+        super().__init__()
+        check(channels in (1, 3), "data.channels", f"must be 1 (gray) or 3 (RGB), got {channels}")
+        check(int(patch_size) >= 8, "data.patch_size", f"must be an integer >= 8, got {patch_size}")
+        check(gray in GRAY_MODES, "data.gray", f"must be one of {GRAY_MODES}, got {gray!r}")
+        check(batch_size >= 1, "data.batch_size", f"must be >= 1, got {batch_size}")
+        check(eval_batch_size >= 1, "data.eval_batch_size", f"must be >= 1, got {eval_batch_size}")
+        check(samples_per_epoch >= 1, "data.samples_per_epoch", f"must be >= 1, got {samples_per_epoch}")
+        check(num_workers >= 0, "data.num_workers", f"must be >= 0, got {num_workers}")
+        self.task, self.gray = task, gray
+        self.channels, self.patch_size = int(channels), int(patch_size)
+        self.batch_size, self.eval_batch_size = int(batch_size), int(eval_batch_size)
+        self.samples_per_epoch, self.num_workers = int(samples_per_epoch), int(num_workers)
+        self.pin_memory, self.augment = bool(pin_memory), bool(augment)
+        self.cache_images, self.skip_bad_files = bool(cache_images), bool(skip_bad_files)
+        self.sources = {
+            "train": (train_dir, train_images),
+            "val": (val_dir, val_images),
+            "test": (test_dir, test_images),
+        }
+        self.train_set = self.val_set = self.test_set = None
+
+    # ---- loading -------------------------------------------------------------------------
+    def load_split(self, split: str) -> tuple[list, list[str]]:
+        """Images and names of one split, validated (readable, at least ``patch_size`` for train)."""
+        folder, names = self.sources[split]
+        if folder is not None:
+            return self._load_folder(split, folder)
+        if names:
+            key = f"data.{split}_images"
+            return [load_skimage(n, self.channels, key, self.gray) for n in names], [str(n) for n in names]
+        raise ConfigError(f"data.{split}_dir", f"no {split} images configured (set a folder)")
+
+    def _load_folder(self, split: str, folder: str) -> tuple[list, list[str]]:
+        key = f"data.{split}_dir"
+        files = list_images(folder, key)
+        images, names, bad = [], [], []
+        for path in files:
+            try:
+                image = load_image(path, self.channels, self.gray)
+            except DataError as err:
+                if not self.skip_bad_files:
+                    raise DataError(path, f"unreadable image file; set data.skip_bad_files=true to "
+                                    f"skip such files ({err})", key) from None
+                bad.append(path.name)
+                continue
+            if split == "train" and min(image.shape[-2:]) < self.patch_size:
+                raise DataError(path, f"image is {image.shape[-1]}x{image.shape[-2]}, smaller than "
+                                f"data.patch_size={self.patch_size}", key)
+            images.append(image if self.cache_images else functools.partial(load_image, path, self.channels, self.gray))
+            names.append(path.name)
+        if bad:
+            warnings.warn(f"{folder}: skipped {len(bad)} unreadable file(s): {', '.join(bad)}")
+        if not images:
+            raise DataError(folder, "no readable images left after skipping bad files", key)
+        return images, names
+
+    def setup(self, stage: str | None = None) -> None:
+        if stage in ("fit", None) and self.train_set is None:
+            images, names = self.load_split("train")
+            for image, name in zip(images, names):
+                if not callable(image) and min(image.shape[-2:]) < self.patch_size:
+                    raise ConfigError("data.patch_size", f"{self.patch_size} is larger than "
+                                      f"image {name} ({image.shape[-1]}x{image.shape[-2]})")
+            self.train_set = PatchDataset(images, names, self.task, self.patch_size,
+                                          self.samples_per_epoch, self.augment)
+        if stage in ("fit", "validate", None) and self.val_set is None:
+            self.val_set = FullImageDataset(*self.load_split("val"), self.task)
+        if stage in ("test", None) and self.test_set is None:
+            self.test_set = FullImageDataset(*self.load_split("test"), self.task)
+
+    # ---- loaders -------------------------------------------------------------------------
+    def _loader(self, dataset, batch_size: int, shuffle: bool) -> DataLoader:
+        return DataLoader(
+            dataset,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            drop_last=shuffle,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, self.batch_size, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, self.eval_batch_size, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.test_set, self.eval_batch_size, shuffle=False)
+

@@ -1,0 +1,91 @@
+"""Reading images from folders or from scikit-image into float32 tensors ``(C, H, W)`` in [0, 1]."""
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from fusionlab.utils.errors import ConfigError, DataError
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+
+
+def list_images(folder: str | Path, key: str) -> list[Path]:
+    """Sorted image files directly inside ``folder``.
+
+    :param key: the config key that named the folder, quoted in errors.
+    :raises DataError: when the folder is missing or holds no image.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(folder, "folder does not exist", key)
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
+    if not files:
+        exts = ", ".join(e.lstrip(".") for e in IMAGE_EXTENSIONS)
+        raise DataError(folder, f"folder holds no images ({exts})", key)
+    return files
+
+
+GRAY_MODES = ("luma", "y")
+
+
+def to_tensor(array: np.ndarray, channels: int, gray: str = "luma") -> torch.Tensor:
+    """Convert an image array to float32 ``(channels, H, W)`` in [0, 1].
+
+    Accepts gray ``(H, W)`` / ``(H, W, 1)``, RGB, RGBA (alpha dropped), of dtype bool, uint8,
+    uint16 or float (assumed in [0, 1]). Gray to RGB repeats the plane. For ``channels=1``,
+    ``gray="luma"`` gives ITU-R BT.601 luma (MATLAB's ``rgb2gray``); ``gray="y"`` gives the Y
+    channel of BT.601 YCbCr (``16/255 + 219/255 * luma``, MATLAB's ``rgb2ycbcr``), the
+    super-resolution convention, applied to gray inputs too.
+    """
+    a = np.asarray(array)
+    if a.dtype == np.bool_:
+        a = a.astype(np.float32)
+    elif a.dtype == np.uint8:
+        a = a.astype(np.float32) / 255.0
+    elif a.dtype == np.uint16:
+        a = a.astype(np.float32) / 65535.0
+    elif np.issubdtype(a.dtype, np.integer):
+        a = a.astype(np.float32) / float(np.iinfo(a.dtype).max)
+    else:
+        a = np.clip(a.astype(np.float32), 0.0, 1.0)
+    if a.ndim == 2:
+        a = a[:, :, None]
+    if a.ndim != 3 or a.shape[2] not in (1, 2, 3, 4):
+        raise ValueError(f"unsupported image shape {array.shape}")
+    if a.shape[2] in (2, 4):  # gray+alpha or RGBA: drop alpha
+        a = a[:, :, : a.shape[2] - 1]
+    if channels == 1 and a.shape[2] == 3:
+        a = (a @ np.array([0.299, 0.587, 0.114], dtype=np.float32))[:, :, None]
+    if channels == 1 and gray == "y":
+        a = 16.0 / 255.0 + (219.0 / 255.0) * a
+    elif channels == 3 and a.shape[2] == 1:
+        a = np.repeat(a, 3, axis=2)
+    return torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1)))
+
+
+def load_image(path: str | Path, channels: int, gray: str = "luma") -> torch.Tensor:
+    """Read one image file as float32 ``(channels, H, W)`` in [0, 1].
+
+    :raises DataError: naming the file when it cannot be decoded.
+    """
+    from skimage import io as skio
+
+    try:
+        array = skio.imread(str(path))
+        return to_tensor(array, channels, gray)
+    except Exception as exc:  # decoders raise many types; the user needs the file name
+        raise DataError(path, f"cannot read image ({type(exc).__name__}: {exc})") from exc
+
+
+def load_skimage(name: str, channels: int, key: str, gray: str = "luma") -> torch.Tensor:
+    """One of the images that ship inside scikit-image (``skimage.data.<name>()``)."""
+    from skimage import data as skdata
+
+    loader = getattr(skdata, name, None)
+    if loader is None or not callable(loader):
+        raise ConfigError(key, f"scikit-image has no embedded image named {name!r}")
+    try:
+        return to_tensor(loader(), channels, gray)
+    except Exception as exc:
+        raise ConfigError(key, f"scikit-image image {name!r} is not available offline: {exc}")

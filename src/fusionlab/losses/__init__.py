@@ -1,0 +1,5 @@
+"""Loss functions (pure torch)."""
+
+from fusionlab.losses.reconstruction import CharbonnierLoss
+
+__all__ = ["CharbonnierLoss"]

@@ -1,0 +1,194 @@
+"""``train(cfg)`` and ``evaluate(cfg)``: instantiate from config, fit/test, write results.
+
+The root ``train.py`` / ``evaluate.py`` are thin ``@hydra.main`` wrappers around these.
+"""
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from fusionlab.callbacks.checkpoint_config import CONFIG_KEY, ConfigInCheckpoint
+from fusionlab.reporting.tables import print_eval_table
+from fusionlab.utils.errors import ConfigError, DataError
+from fusionlab.utils.hydra import instantiate, instantiate_dict, to_plain
+from fusionlab.utils.io import atomic_write_json
+
+log = logging.getLogger("fusionlab")
+
+# Keys that describe how a run executes, not what model it trains: evaluation takes them from
+# its own config (conf/eval.yaml), everything else from the checkpoint's saved config.
+RUNTIME_KEYS = ("paths", "trainer", "logger", "callbacks", "extras", "task_name", "ckpt_path")
+
+
+def count_parameters(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def _scalars(metrics: dict[str, Any], prefix: str) -> dict[str, float]:
+    return {k: float(v) for k, v in sorted(metrics.items()) if k.startswith(prefix)}
+
+
+def build(cfg: DictConfig) -> tuple[L.LightningDataModule, L.LightningModule]:
+    """The data module (with its task's degradation) and the approach's LightningModule."""
+    task = instantiate(cfg.task, "task")
+    datamodule = instantiate(cfg.data, "data", task=task)
+    model = instantiate(cfg.approach, "approach")
+    return datamodule, model
+
+
+def build_trainer(cfg: DictConfig, extra_callbacks: list[L.Callback] = ()) -> L.Trainer:
+    callbacks = instantiate_dict(cfg.get("callbacks"), "callbacks") + list(extra_callbacks)
+    loggers = instantiate_dict(cfg.get("logger"), "logger")
+    return instantiate(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False)
+
+
+def log_config(trainer: L.Trainer, cfg: DictConfig, extra: dict[str, Any]) -> None:
+    """Send the resolved run config (plus parameter counts) to every logger."""
+    hparams = {**to_plain(cfg, resolve=True), **extra}
+    for logger in trainer.loggers:
+        logger.log_hyperparams(hparams)
+
+
+def finish_wandb() -> None:
+    """Close the W&B run so that the next multirun job never reuses it."""
+    try:
+        import wandb
+    except ImportError:
+        return
+    if wandb.run is not None:
+        wandb.finish()
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Fit the configured approach, test the best checkpoint, write ``metrics.json``.
+
+    :return: the final metrics (``val/*``, ``test/*``, ``params``, ``wall_time_s``).
+    """
+    started = time.perf_counter()
+    L.seed_everything(cfg.seed, workers=True)
+    out_dir = Path(cfg.paths.output_dir)
+    try:
+        datamodule, model = build(cfg)
+        saved = ConfigInCheckpoint(to_plain(cfg, resolve=False))
+        trainer = build_trainer(cfg, [saved])
+        params = count_parameters(model)
+        log_config(trainer, cfg, {"params": params})
+
+        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        fit_time = time.perf_counter() - started
+        val = _scalars(trainer.callback_metrics, "val/")
+        ckpt_cb = trainer.checkpoint_callback
+        best = ckpt_cb.best_model_path if ckpt_cb is not None and ckpt_cb.best_model_path else None
+        test: dict[str, float] = {}
+        if cfg.get("test", True):
+            trainer.test(model, datamodule=datamodule, ckpt_path=best, weights_only=False)
+            test = _scalars(trainer.callback_metrics, "test/")
+        result = {
+            **val,
+            **test,
+            "params": params,
+            "train_time_s": round(fit_time, 3),
+            "wall_time_s": round(time.perf_counter() - started, 3),
+            "epochs": trainer.current_epoch,
+            "global_step": trainer.global_step,
+            "best_checkpoint": best,
+        }
+        if trainer.is_global_zero:
+            atomic_write_json(out_dir / "metrics.json", result)
+            log.info("metrics written to %s", out_dir / "metrics.json")
+        return result
+    finally:
+        finish_wandb()
+
+
+# ---- evaluation ------------------------------------------------------------------------------
+def load_checkpoint_config(ckpt_path: str | Path) -> DictConfig:
+    """The run config saved inside a fusionlab checkpoint.
+
+    :raises DataError: naming the file when it is missing, unreadable or not fusionlab's.
+    """
+    path = Path(ckpt_path)
+    if not path.is_file():
+        raise DataError(path, "checkpoint file does not exist", "ckpt_path")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+    except Exception as exc:
+        raise DataError(path, f"cannot read checkpoint ({type(exc).__name__}: {exc})", "ckpt_path") from None
+    if not isinstance(ckpt, dict) or CONFIG_KEY not in ckpt:
+        raise DataError(path, "not a fusionlab checkpoint (it holds no saved run config)", "ckpt_path")
+    return OmegaConf.create(ckpt[CONFIG_KEY])
+
+
+def merge_eval_config(saved: DictConfig, eval_cfg: DictConfig, overrides: list[str], groups: set[str]) -> DictConfig:
+    """The saved training config, with runtime keys and the user's command-line overrides from
+    the evaluation config: a group override (``data=folder``) replaces that whole node, a key
+    override (``task.sigma=50``) sets that one value."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    merged = saved.copy()
+    OmegaConf.set_struct(merged, False)
+    for key in RUNTIME_KEYS:
+        if key in eval_cfg:
+            merged[key] = eval_cfg[key]
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    for ov in sorted(parsed, key=lambda o: o.key_or_group not in groups):  # groups first
+        key = ov.key_or_group
+        if key.split(".")[0] in RUNTIME_KEYS or key.startswith("hydra"):
+            continue
+        if key in groups:
+            merged[key] = eval_cfg[key]
+        else:
+            value = OmegaConf.select(eval_cfg, key, throw_on_missing=False)
+            OmegaConf.update(merged, key, value, force_add=True)
+    return merged
+
+
+def evaluate(cfg: DictConfig, overrides: list[str] | None = None, groups: set[str] | None = None) -> dict:
+    """Test a checkpoint with the config it was trained with (plus overrides); write ``eval.json``."""
+    started = time.perf_counter()
+    if cfg.get("ckpt_path") is None:
+        raise ConfigError("ckpt_path", "give the checkpoint to evaluate: ckpt_path=RUN/checkpoints/best.ckpt")
+    ckpt_path = Path(cfg.ckpt_path)
+    saved = load_checkpoint_config(ckpt_path)
+    run_cfg = merge_eval_config(saved, cfg, overrides or [], groups or set())
+    out_dir = Path(cfg.paths.output_dir)
+    try:
+        L.seed_everything(run_cfg.seed, workers=True)
+        datamodule, model = build(run_cfg)
+        trainer = build_trainer(run_cfg)
+        params = count_parameters(model)
+        log_config(trainer, run_cfg, {"params": params, "checkpoint": str(ckpt_path)})
+        trainer.test(model, datamodule=datamodule, ckpt_path=str(ckpt_path), weights_only=False)
+        metrics = _scalars(trainer.callback_metrics, "test/")
+        records = list(model.test_records)
+        result = {
+            "checkpoint": str(ckpt_path.resolve()),
+            "metrics": metrics,
+            "params": params,
+            "ms_per_image": sum(r["ms"] for r in records) / max(len(records), 1),
+            "per_image": records,
+            "wall_time_s": round(time.perf_counter() - started, 3),
+            "config": to_plain(run_cfg, resolve=True),
+        }
+        if trainer.is_global_zero:
+            print_eval_table(records, metrics, title=f"{ckpt_path}")
+            atomic_write_json(out_dir / "eval.json", result)
+            log.info("evaluation written to %s", out_dir / "eval.json")
+            for logger in trainer.loggers:
+                _log_eval_table(logger, records)
+        return result
+    finally:
+        finish_wandb()
+
+
+def _log_eval_table(logger, records: list[dict]) -> None:
+    from lightning.pytorch.loggers import WandbLogger
+
+    if isinstance(logger, WandbLogger) and records:
+        columns = list(records[0].keys())
+        logger.log_table(key="test/per_image", columns=columns, data=[[r[c] for c in columns] for r in records])

@@ -1,0 +1,1 @@
+"""What people look at: image grids, tables."""

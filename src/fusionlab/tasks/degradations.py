@@ -1,0 +1,104 @@
+"""Degradations: each maps a clean image ``(C, H, W)`` in [0, 1] to a ``(source, target)`` pair.
+
+Training calls them with ``generator=None`` (torch's global RNG, seeded per worker by Lightning);
+validation and test pass a generator seeded from the image name, so every run sees the same
+degraded images.
+"""
+
+import zlib
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from fusionlab.utils.errors import check
+
+
+class Degradation:
+    """Base class. ``name`` tags runs; ``eval_seed`` fixes validation/test degradations."""
+
+    name = "identity"
+
+    def __init__(self, eval_seed: int = 0) -> None:
+        self.eval_seed = int(eval_seed)
+
+    def eval_generator(self, image_name: str) -> torch.Generator:
+        """A generator seeded from ``eval_seed`` and the image name (not its position)."""
+        seed = (zlib.crc32(image_name.encode()) + 1_000_003 * self.eval_seed) % (2**63)
+        return torch.Generator().manual_seed(seed)
+
+    def __call__(
+        self, clean: torch.Tensor, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        return clean, clean
+
+    def describe(self) -> dict:
+        return {"name": self.name}
+
+
+class GaussianNoise(Degradation):
+    """Additive white Gaussian noise, ``sigma`` on the 0-255 scale (the DnCNN protocol).
+
+    :param sigma: a fixed level, or ``[lo, hi]`` for blind denoising (drawn uniformly per image).
+    :param clip: clip the noisy image to [0, 1]; the standard protocol does not.
+    """
+
+    name = "denoise"
+
+    def __init__(
+        self, sigma: float | Sequence[float] = 25.0, clip: bool = False, eval_seed: int = 0
+    ) -> None:
+        super().__init__(eval_seed)
+        if isinstance(sigma, (int, float)):
+            lo = hi = float(sigma)
+        else:
+            sig = list(sigma)
+            check(len(sig) == 2, "task.sigma", f"expected a number or [lo, hi], got {sig}")
+            lo, hi = float(sig[0]), float(sig[1])
+        check(0 <= lo <= hi, "task.sigma", f"noise level must satisfy 0 <= lo <= hi, got {sigma}")
+        self.lo, self.hi, self.clip = lo, hi, bool(clip)
+
+    def __call__(self, clean, generator=None):
+        sigma = self.lo
+        if self.hi > self.lo:
+            u = torch.rand((), generator=generator).item()
+            sigma = self.lo + (self.hi - self.lo) * u
+        noise = torch.randn(clean.shape, generator=generator, dtype=clean.dtype)
+        noisy = clean + noise * (sigma / 255.0)
+        if self.clip:
+            noisy = noisy.clamp(0.0, 1.0)
+        return noisy, clean
+
+    def describe(self):
+        return {"name": self.name, "sigma": self.lo if self.lo == self.hi else [self.lo, self.hi]}
+
+
+class BicubicDownscale(Degradation):
+    """Super-resolution input: bicubic (antialiased) downscale by ``scale``, then bicubic upscale.
+
+    The target is cropped to a multiple of ``scale`` first (the usual "modcrop"); the low-resolution
+    image is quantised to 8 bits as a saved LR file would be, so the network sees the
+    bicubic-upsampled LR image at the target's size.
+    """
+
+    name = "superres"
+
+    def __init__(self, scale: int = 2, quantize: bool = True, eval_seed: int = 0) -> None:
+        super().__init__(eval_seed)
+        check(int(scale) == scale and scale >= 2, "task.scale", f"must be an integer >= 2, got {scale}")
+        self.scale, self.quantize = int(scale), bool(quantize)
+
+    def __call__(self, clean, generator=None):
+        s = self.scale
+        h, w = clean.shape[-2] // s * s, clean.shape[-1] // s * s
+        target = clean[..., :h, :w]
+        x = target.unsqueeze(0)
+        lr = F.interpolate(x, size=(h // s, w // s), mode="bicubic", antialias=True, align_corners=False)
+        lr = lr.clamp(0.0, 1.0)
+        if self.quantize:
+            lr = torch.round(lr * 255.0) / 255.0
+        up = F.interpolate(lr, size=(h, w), mode="bicubic", align_corners=False).clamp(0.0, 1.0)
+        return up.squeeze(0), target
+
+    def describe(self):
+        return {"name": self.name, "scale": self.scale}

@@ -1,0 +1,38 @@
+"""Errors that reach the user as one clear line naming the config key or file."""
+
+
+class FusionlabError(Exception):
+    """Base class: the pipeline prints these as one line, without a traceback."""
+
+
+class ConfigError(FusionlabError, ValueError):
+    """A config value is invalid.
+
+    :param key: the dotted config key, e.g. ``data.patch_size``.
+    :param message: what is wrong and what is expected.
+    """
+
+    def __init__(self, key: str, message: str) -> None:
+        self.key = key
+        super().__init__(f"{key}: {message}")
+
+
+class DataError(FusionlabError, ValueError):
+    """An input file or folder cannot be used.
+
+    :param path: the offending file or folder.
+    :param message: what is wrong.
+    :param key: the config key through which the path was given, if any.
+    """
+
+    def __init__(self, path: object, message: str, key: str | None = None) -> None:
+        self.path = str(path)
+        self.key = key
+        where = f" (config key {key})" if key else ""
+        super().__init__(f"{path}: {message}{where}")
+
+
+def check(condition: bool, key: str, message: str) -> None:
+    """Raise :class:`ConfigError` for ``key`` unless ``condition`` holds."""
+    if not condition:
+        raise ConfigError(key, message)

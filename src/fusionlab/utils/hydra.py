@@ -1,0 +1,75 @@
+"""Hydra/OmegaConf glue: instantiation with one-line errors, resolvers, run-level helpers.
+
+Only this module and :mod:`fusionlab.pipeline` import Hydra or OmegaConf.
+"""
+
+import logging
+from typing import Any
+
+import hydra
+from hydra.errors import InstantiationException
+from omegaconf import DictConfig, OmegaConf
+
+from fusionlab.utils.errors import ConfigError, FusionlabError
+
+log = logging.getLogger("fusionlab")
+
+
+def _sweep_group() -> str | None:
+    """``<experiment>-<sweep folder>`` in a multirun (shared by its jobs), else None."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        hc = HydraConfig.get()
+    except Exception:  # not under @hydra.main (compose API in tests)
+        return None
+    if hc.mode != RunMode.MULTIRUN:
+        return None
+    from pathlib import Path
+
+    return f"sweep-{Path(hc.sweep.dir).name}"
+
+
+def register_resolvers() -> None:
+    if not OmegaConf.has_resolver("sweep_group"):
+        OmegaConf.register_new_resolver("sweep_group", _sweep_group)
+
+
+register_resolvers()
+
+
+def _unwrap(exc: BaseException) -> FusionlabError | None:
+    while exc is not None:
+        if isinstance(exc, FusionlabError):
+            return exc
+        exc = exc.__cause__
+    return None
+
+
+def instantiate(node: Any, key: str, **kwargs: Any) -> Any:
+    """``hydra.utils.instantiate`` whose failures become one-line :class:`ConfigError`\\ s naming ``key``."""
+    if node is None:
+        raise ConfigError(key, "is missing (null); pick one with a config-group override")
+    try:
+        return hydra.utils.instantiate(node, **kwargs)
+    except InstantiationException as exc:
+        inner = _unwrap(exc)
+        if inner is not None:
+            raise inner from None
+        first = str(exc).strip().splitlines()[0]
+        raise ConfigError(key, first) from exc
+
+
+def instantiate_dict(node: DictConfig | None, key: str) -> list[Any]:
+    """Instantiate every ``_target_`` entry of a mapping (callbacks, loggers); skip null ones."""
+    if not node:
+        return []
+    return [instantiate(v, f"{key}.{k}") for k, v in node.items() if v is not None and "_target_" in v]
+
+
+def to_plain(cfg: DictConfig, resolve: bool) -> dict:
+    """The config as plain dicts/lists, without Hydra's own node."""
+    data = OmegaConf.to_container(cfg, resolve=resolve, throw_on_missing=False)
+    data.pop("hydra", None)
+    return data

@@ -1,0 +1,158 @@
+"""Smoke trainings through Hydra's compose API, with real loggers and checkpoints."""
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from fusionlab.pipeline import evaluate, load_checkpoint_config, train
+from fusionlab.utils.errors import ConfigError, DataError
+from tests.helpers import SHARED, compose_cfg, groups_of, needs_gpu, needs_shared, write_images
+
+EXPERIMENTS = sorted(p.stem for p in (Path(__file__).parents[1] / "conf" / "experiment").glob("*.yaml"))
+
+
+def read_json(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def check_run(out: Path) -> dict:
+    metrics = read_json(out / "metrics.json")
+    assert (out / "checkpoints" / "last.ckpt").is_file()
+    assert (out / "checkpoints" / "best.ckpt").is_file()
+    for key in ("val/psnr", "val/ssim", "val/psnr_input", "test/psnr", "test/ssim", "params", "wall_time_s"):
+        assert key in metrics and math.isfinite(metrics[key]), key
+    return metrics
+
+
+def test_default_smoke_with_wandb_offline(tmp_path):
+    cfg = compose_cfg(tmp_path, ["logger=wandb"])
+    metrics = train(cfg)
+    saved = check_run(tmp_path)
+    assert saved["val/psnr"] == pytest.approx(metrics["val/psnr"])
+    assert saved["global_step"] == 3
+    runs = list((tmp_path / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1, "one offline W&B run"
+    assert list(tmp_path.glob("samples/val_epoch000.png")), "sample grid saved"
+    assert list(runs[0].glob("files/media/images/val/samples*.png")), "sample grid logged to W&B"
+    # the checkpoint carries its config
+    assert load_checkpoint_config(tmp_path / "checkpoints" / "best.ckpt").approach._target_.endswith("SingleModel")
+
+
+@pytest.mark.parametrize("model", ["dncnn", "unet", "resnet"])
+@pytest.mark.parametrize("loss", ["l1", "l2", "charbonnier"])
+def test_backbones_and_losses_train(tmp_path, model, loss):
+    if model != "dncnn" and loss != "l1":
+        pytest.skip("loss choice is independent of the backbone; one backbone covers it")
+    cfg = compose_cfg(tmp_path, [f"model={model}", f"loss={loss}", "logger=csv", "data.channels=3",
+                                 "task=superres" if model == "resnet" else "task=denoise"])
+    train(cfg)
+    check_run(tmp_path)
+    assert (tmp_path / "csv" / "metrics.csv").is_file()
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_every_experiment_smoke_trains_and_evaluates(tmp_path, experiment):
+    cfg = compose_cfg(tmp_path / "train", [f"experiment={experiment}", "logger=csv",
+                                           "trainer.limit_val_batches=1", "trainer.limit_test_batches=1"])
+    data_dirs = [cfg.data.get(k) for k in ("train_dir", "val_dir", "test_dir")]
+    if any(d and str(SHARED) in str(Path(d).resolve()) for d in data_dirs) and not (SHARED / "gray").is_dir():
+        pytest.skip(f"{experiment} needs the benchmark images at {SHARED}")
+    train(cfg)
+    check_run(tmp_path / "train")
+    ecfg = compose_cfg(tmp_path / "eval", [f"ckpt_path={tmp_path / 'train/checkpoints/best.ckpt'}", "logger=csv",
+                                           "trainer.limit_test_batches=1"], config_name="eval", hydra_node=True)
+    result = evaluate(ecfg, [], groups_of(ecfg))
+    assert result["metrics"]["test/psnr"] > 0 and len(result["per_image"]) == 1
+    assert (tmp_path / "eval" / "eval.json").is_file()
+
+
+def test_evaluate_matches_training_test_and_applies_overrides(tmp_path):
+    write_images(tmp_path / "imgs", 4, size=(40, 40))
+    data = [f"data=folder", f"data.train_dir={tmp_path / 'imgs'}", f"data.val_dir={tmp_path / 'imgs'}",
+            "logger=csv", "model=unet"]
+    train_metrics = train(compose_cfg(tmp_path / "run", data))
+    ckpt = tmp_path / "run" / "checkpoints" / "best.ckpt"
+    # model/approach come from the checkpoint: the eval config's defaults (dncnn) are not used
+    ecfg = compose_cfg(tmp_path / "eval", [f"ckpt_path={ckpt}", "logger=csv", "debug=smoke"],
+                       config_name="eval", smoke=False, hydra_node=True)
+    result = evaluate(ecfg, [], groups_of(ecfg))
+    assert result["config"]["model"]["_target_"].endswith("UNet")
+    assert result["metrics"]["test/psnr"] == pytest.approx(train_metrics["test/psnr"], abs=1e-4)
+    assert len(result["per_image"]) == 2  # limit_test_batches=2 of the 4 images
+    # task.sigma=50 changes the test noise; data.test_dir points elsewhere
+    write_images(tmp_path / "other", 3, size=(40, 40), seed=5)
+    overrides = ["task.sigma=50", f"data.test_dir={tmp_path / 'other'}"]
+    ecfg = compose_cfg(tmp_path / "eval2", [f"ckpt_path={ckpt}", "logger=csv", *overrides, "trainer.limit_test_batches=3"],
+                       config_name="eval", hydra_node=True)
+    result50 = evaluate(ecfg, overrides, groups_of(ecfg))
+    assert result50["config"]["task"]["sigma"] == 50
+    assert result50["metrics"]["test/psnr_input"] < result["metrics"]["test/psnr_input"] - 4
+    assert [r["image"] for r in result50["per_image"]] == ["img00.png", "img01.png", "img02.png"]
+    saved = read_json(tmp_path / "eval2" / "eval.json")
+    assert saved["metrics"] == pytest.approx(result50["metrics"]) and "ms" in saved["per_image"][0]
+
+
+def test_same_seed_same_metrics_deterministic(tmp_path):
+    runs = [train(compose_cfg(tmp_path / str(i), ["logger=csv", "trainer.deterministic=true", "seed=7"]))
+            for i in range(2)]
+    for key in ("val/psnr", "val/ssim", "test/psnr"):
+        assert runs[0][key] == runs[1][key]
+    other = train(compose_cfg(tmp_path / "other", ["logger=csv", "trainer.deterministic=true", "seed=8"]))
+    assert other["val/psnr"] != runs[0]["val/psnr"]
+
+
+def test_bf16_mixed_on_cpu(tmp_path):
+    metrics = train(compose_cfg(tmp_path, ["logger=csv", "trainer.precision=bf16-mixed"]))
+    assert math.isfinite(metrics["val/psnr"]) and metrics["val/psnr"] > 10
+
+
+def test_resume_from_last_checkpoint(tmp_path):
+    base = ["logger=csv", "trainer.max_steps=-1", "trainer.limit_train_batches=2"]
+    first = train(compose_cfg(tmp_path / "a", [*base, "trainer.max_epochs=1"]))
+    assert first["global_step"] == 2
+    resumed = train(compose_cfg(tmp_path / "b", [*base, "trainer.max_epochs=2",
+                                                 f"ckpt_path={tmp_path / 'a/checkpoints/last.ckpt'}"]))
+    assert resumed["global_step"] == 4 and resumed["epochs"] == 2
+
+
+def test_bad_input_fails_cleanly_and_writes_nothing(tmp_path):
+    cfg = compose_cfg(tmp_path, ["data=folder", f"data.train_dir={tmp_path / 'missing'}",
+                                 f"data.val_dir={tmp_path / 'missing'}", "logger=csv"])
+    with pytest.raises(DataError, match=r"missing: folder does not exist \(config key data.train_dir\)"):
+        train(cfg)
+    assert not (tmp_path / "metrics.json").exists() and not (tmp_path / "checkpoints").exists()
+    with pytest.raises(ConfigError, match=r"^data.patch_size: 4000 is larger than image astronaut"):
+        train(compose_cfg(tmp_path, ["data.patch_size=4000", "logger=csv"]))
+    with pytest.raises(ConfigError, match=r"^model: .*width must be a positive integer"):
+        train(compose_cfg(tmp_path, ["model.width=0", "logger=csv"]))
+
+
+def test_unknown_override_and_missing_value_fail_at_compose(tmp_path):
+    from hydra.errors import ConfigCompositionException
+    from omegaconf.errors import MissingMandatoryValue
+
+    with pytest.raises(ConfigCompositionException, match="data.no_such_key"):
+        compose_cfg(tmp_path, ["data.no_such_key=1"])
+    cfg = compose_cfg(tmp_path, ["data=folder"])
+    with pytest.raises(MissingMandatoryValue, match="train_dir"):
+        train(cfg)
+
+
+def test_evaluate_rejects_foreign_checkpoint(tmp_path):
+    torch.save({"state_dict": {}}, tmp_path / "other.ckpt")
+    ecfg = compose_cfg(tmp_path, [f"ckpt_path={tmp_path / 'other.ckpt'}"], config_name="eval", hydra_node=True)
+    with pytest.raises(DataError, match="not a fusionlab checkpoint"):
+        evaluate(ecfg, [], groups_of(ecfg))
+    (tmp_path / "trunc.ckpt").write_bytes(b"PK\x03\x04broken")
+    ecfg = compose_cfg(tmp_path, [f"ckpt_path={tmp_path / 'trunc.ckpt'}"], config_name="eval", hydra_node=True)
+    with pytest.raises(DataError, match="trunc.ckpt: cannot read checkpoint"):
+        evaluate(ecfg, [], groups_of(ecfg))
+
+
+@needs_gpu
+def test_gpu_bf16_smoke(tmp_path):
+    metrics = train(compose_cfg(tmp_path, ["logger=csv", "trainer=gpu", "trainer.accelerator=gpu"]))
+    assert math.isfinite(metrics["val/psnr"])
