@@ -34,6 +34,8 @@ def test_bad_input_is_one_line_with_exit_code(tmp_path):
     assert errors == [f"error: {tmp_path}/nope: folder does not exist (config key data.train_dir)"]
     assert "Traceback" not in res.stderr
     assert not (tmp_path / "run" / "metrics.json").exists()
+    res = run_cli(["train.py", *SMOKE, "data=folder", f"hydra.run.dir={tmp_path / 'run2'}"])
+    assert res.returncode == 2 and "error: Missing mandatory value: data.train_dir" in res.stderr
     res = run_cli(["evaluate.py", f"ckpt_path={tmp_path}/none.ckpt", f"hydra.run.dir={tmp_path / 'e'}"])
     assert res.returncode == 2 and "none.ckpt: checkpoint file does not exist (config key ckpt_path)" in res.stderr
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import MissingMandatoryValue
 
 from fusionlab.utils.errors import FusionlabError
 
@@ -36,7 +37,11 @@ def run(fn: Callable[..., Any], cfg: DictConfig, *args: Any) -> Any:
         print_config(cfg)
     try:
         return fn(cfg, *args)
-    except FusionlabError as err:
-        log.error("%s", err)
-        print(f"error: {err}", file=sys.stderr)
+    except (FusionlabError, MissingMandatoryValue) as err:
+        if isinstance(err, MissingMandatoryValue):
+            message = f"Missing mandatory value: {err.full_key} (set it on the command line)"
+        else:
+            message = str(err)
+        log.error("%s", message)
+        print(f"error: {message}", file=sys.stderr)
         sys.exit(2)

@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from fusionlab.callbacks.checkpoint_config import CONFIG_KEY, ConfigInCheckpoint
 from fusionlab.reporting.tables import print_eval_table
 from fusionlab.utils.errors import ConfigError, DataError
-from fusionlab.utils.hydra import instantiate, instantiate_dict, to_plain
+from fusionlab.utils.hydra import check_complete, instantiate, instantiate_dict, to_plain
 from fusionlab.utils.io import atomic_write_json
 
 log = logging.getLogger("fusionlab")
@@ -70,6 +70,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     :return: the final metrics (``val/*``, ``test/*``, ``params``, ``wall_time_s``).
     """
     started = time.perf_counter()
+    check_complete(cfg)
     L.seed_everything(cfg.seed, workers=True)
     out_dir = Path(cfg.paths.output_dir)
     try:

@@ -57,8 +57,10 @@ def instantiate(node: Any, key: str, **kwargs: Any) -> Any:
         inner = _unwrap(exc)
         if inner is not None:
             raise inner from None
-        first = str(exc).strip().splitlines()[0]
-        raise ConfigError(key, first) from exc
+        lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+        full_key = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("full_key:")), key)
+        message = " ".join(line for line in lines if not line.startswith("full_key:"))
+        raise ConfigError(full_key or key, message) from exc
 
 
 def instantiate_dict(node: DictConfig | None, key: str) -> list[Any]:
@@ -66,6 +68,18 @@ def instantiate_dict(node: DictConfig | None, key: str) -> list[Any]:
     if not node:
         return []
     return [instantiate(v, f"{key}.{k}") for k, v in node.items() if v is not None and "_target_" in v]
+
+
+def check_complete(cfg: DictConfig) -> None:
+    """Fail before any work when a mandatory value (``???``) is unset, with OmegaConf's message."""
+    for key in cfg:
+        if key == "hydra":
+            continue
+        node = cfg._get_node(key)
+        if OmegaConf.is_config(node):
+            OmegaConf.to_container(node, resolve=False, throw_on_missing=True)
+        else:
+            cfg[key]  # noqa: B018  (raises MissingMandatoryValue when "???")
 
 
 def to_plain(cfg: DictConfig, resolve: bool) -> dict:
