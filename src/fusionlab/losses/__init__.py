@@ -1,5 +1,5 @@
 """Loss functions (pure torch)."""
 
-from fusionlab.losses.reconstruction import CharbonnierLoss
+from fusionlab.losses.reconstruction import CharbonnierLoss, per_sample_loss
 
-__all__ = ["CharbonnierLoss"]
+__all__ = ["CharbonnierLoss", "per_sample_loss"]

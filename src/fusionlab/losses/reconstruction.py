@@ -19,3 +19,18 @@ class CharbonnierLoss(nn.Module):
     def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         diff = pred.float() - target.float()
         return torch.sqrt(diff * diff + self.eps**2).mean()
+
+
+def per_sample_loss(loss: nn.Module, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """The loss of each sample of a batch, shape ``(B,)``, for L1, MSE and Charbonnier losses
+    (whose batch value is the mean of these)."""
+    diff = pred.float() - target.float()
+    if isinstance(loss, nn.L1Loss):
+        elementwise = diff.abs()
+    elif isinstance(loss, nn.MSELoss):
+        elementwise = diff * diff
+    elif isinstance(loss, CharbonnierLoss):
+        elementwise = torch.sqrt(diff * diff + loss.eps**2)
+    else:
+        return torch.stack([loss(p[None], t[None]) for p, t in zip(pred, target)])
+    return elementwise.flatten(1).mean(dim=1)

@@ -31,9 +31,16 @@ def _sweep_group() -> str | None:
     return f"sweep-{Path(hc.sweep.dir).name}"
 
 
+def _target_name(target: str) -> str:
+    """``fusionlab.fusion.Gated`` -> ``gated`` (for tags)."""
+    return str(target).rsplit(".", 1)[-1].lower()
+
+
 def register_resolvers() -> None:
     if not OmegaConf.has_resolver("sweep_group"):
         OmegaConf.register_new_resolver("sweep_group", _sweep_group)
+    if not OmegaConf.has_resolver("target_name"):
+        OmegaConf.register_new_resolver("target_name", _target_name)
 
 
 register_resolvers()

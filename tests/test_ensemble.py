@@ -1,0 +1,129 @@
+import copy
+import json
+
+import pytest
+import torch
+
+from fusionlab.approaches.ensemble import GeneratorEnsemble
+from fusionlab.fusion import Gated, Mean, Median, Stacked
+from fusionlab.models import DnCNN
+from fusionlab.pipeline import train
+from fusionlab.utils.errors import ConfigError, DataError
+from tests.helpers import compose_cfg, write_images
+
+STRATEGIES = ["mean", "median", "weighted", "learned", "gated", "stacked", "attention"]
+
+
+def make(members, fusion=Mean, **kw):
+    opt = lambda params: torch.optim.Adam(params, 1e-3)  # noqa: E731
+    return GeneratorEnsemble(members, fusion, torch.nn.L1Loss(), opt, **kw)
+
+
+@pytest.mark.parametrize("fusion", [Mean, Median, Gated, Stacked])
+def test_identical_members_equal_one_member(fusion):
+    torch.manual_seed(0)
+    one = DnCNN(1, depth=3, width=8, norm="none")
+    ens = make([copy.deepcopy(one) for _ in range(3)], fusion).eval()
+    x = torch.rand(2, 1, 16, 16)
+    with torch.no_grad():
+        assert torch.allclose(ens(x), one(x), atol=1e-6)
+
+
+def test_member_count_and_mode_are_validated():
+    with pytest.raises(ConfigError, match="approach.members: an ensemble needs at least 2"):
+        make([DnCNN(1, 3, 4)])
+    with pytest.raises(ConfigError, match="approach.mode"):
+        make([DnCNN(1, 3, 4), DnCNN(1, 3, 4)], mode="stacking")
+    with pytest.raises(ConfigError, match="approach.member_checkpoints: two_stage needs one checkpoint per member"):
+        make([DnCNN(1, 3, 4), DnCNN(1, 3, 4)], mode="two_stage")
+    with pytest.raises(DataError, match=r"nope.ckpt: member checkpoint does not exist \(config key approach.member_checkpoints\[1\]\)"):
+        make([DnCNN(1, 3, 4), DnCNN(1, 3, 4)], mode="two_stage", member_checkpoints=[__file__, "nope.ckpt"])
+    with pytest.raises(ConfigError, match="approach.bagging"):
+        make([DnCNN(1, 3, 4), DnCNN(1, 3, 4)], bagging=True)
+    with pytest.raises(ConfigError, match="approach.members: members disagree on image channels"):
+        make([DnCNN(1, 3, 4), DnCNN(3, 3, 4)])
+
+
+def test_bagging_member_loss_differs_from_plain_mean():
+    torch.manual_seed(0)
+    ens = make([DnCNN(1, 3, 4), DnCNN(1, 3, 4)], member_loss_weight=1.0, bagging=True)
+    outs, target = torch.rand(2, 8, 1, 6, 6), torch.rand(8, 1, 6, 6)
+    plain = (outs - target).abs().mean()
+    bagged = torch.stack([ens._member_loss(outs, target) for _ in range(5)])
+    assert not torch.allclose(bagged, plain.expand(5))
+    assert (bagged - plain).abs().max() < 0.2  # same scale: a reweighting, not another loss
+
+
+@pytest.mark.parametrize("fusion", STRATEGIES)
+def test_each_strategy_smoke_trains(tmp_path, fusion):
+    overrides = ["approach=ensemble", f"fusion={fusion}", "logger=csv", "approach.members.m1.width=8",
+                 "approach.members.m2.width=8"]
+    if fusion == "weighted":
+        overrides.append("fusion.weights=[0.5,0.3,0.2]")
+    metrics = train(compose_cfg(tmp_path, overrides))
+    for i in range(3):
+        assert f"val/psnr_member{i}" in metrics and f"test/ssim_member{i}" in metrics
+    best_member = max(metrics[f"val/psnr_member{i}"] for i in range(3))
+    assert metrics["val/fusion_gain_db"] == pytest.approx(metrics["val/psnr"] - best_member, abs=1e-4)
+    if fusion in ("weighted", "learned", "gated", "stacked", "attention"):
+        weights = [metrics[f"val/fusion_weight_member{i}"] for i in range(3)]
+        assert sum(weights) == pytest.approx(1.0, abs=1e-4)
+    if fusion == "weighted":
+        assert weights == pytest.approx([0.5, 0.3, 0.2], abs=1e-6)
+
+
+@pytest.fixture(scope="module")
+def member_checkpoints(tmp_path_factory):
+    """Two single-model DnCNN runs (different seeds) on a tiny folder."""
+    root = tmp_path_factory.mktemp("members")
+    write_images(root / "imgs", 4, size=(40, 40))
+    data = ["data=folder", f"data.train_dir={root / 'imgs'}", f"data.val_dir={root / 'imgs'}", "logger=csv"]
+    paths = []
+    for seed in (1, 2):
+        train(compose_cfg(root / f"s{seed}", [*data, f"seed={seed}"]))
+        paths.append(root / f"s{seed}" / "checkpoints" / "best.ckpt")
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    return root, data, paths
+
+
+def ensemble_overrides(data, paths, fusion="learned"):
+    return [*data, "approach=ensemble", f"fusion={fusion}", "approach.mode=two_stage", "~approach.members.m2",
+            "model@approach.members.m1=dncnn",
+            f"approach.member_checkpoints=[{paths[0]},{paths[1]}]"]
+
+
+def test_two_stage_keeps_members_frozen(tmp_path, member_checkpoints):
+    root, data, paths = member_checkpoints
+    cfg = compose_cfg(tmp_path, ensemble_overrides(data, paths))
+    metrics = train(cfg)
+    ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
+    for i, path in enumerate(paths):
+        single = torch.load(path, weights_only=False)["state_dict"]
+        for key, value in single.items():
+            if key.startswith("net."):
+                member_key = f"bank.members.{i}.{key[4:]}"
+                assert torch.equal(ckpt[member_key], value), f"{member_key} changed"
+    assert not torch.equal(ckpt["fusion.logits"], torch.zeros(2)), "the fuser trained"
+    assert metrics["val/psnr_member0"] != metrics["val/psnr_member1"]
+
+
+def test_two_stage_rejects_mismatched_member(tmp_path, member_checkpoints):
+    root, data, paths = member_checkpoints
+    cfg = compose_cfg(tmp_path, [*ensemble_overrides(data, paths), "data.channels=3"])
+    with pytest.raises(DataError, match=r"member was trained on 1-channel images, the ensemble uses 3 "
+                                        r"\(config key approach.member_checkpoints\[0\]\)"):
+        train(cfg)
+    cfg = compose_cfg(tmp_path, [*ensemble_overrides(data, paths), "task=superres"])
+    with pytest.raises(DataError, match=r"member was trained for GaussianNoise, this run's task is superres"):
+        train(cfg)
+    cfg = compose_cfg(tmp_path, [*ensemble_overrides(data, paths), "approach.members.m1.width=16"])
+    with pytest.raises(DataError, match=r"weights do not fit member 1 \(DnCNN\)"):
+        train(cfg)
+
+
+def test_two_stage_with_parameter_free_fusion_evaluates(tmp_path, member_checkpoints):
+    root, data, paths = member_checkpoints
+    metrics = train(compose_cfg(tmp_path, ensemble_overrides(data, paths, fusion="mean")))
+    assert json.loads((tmp_path / "metrics.json").read_text())["test/psnr"] == pytest.approx(metrics["test/psnr"])
