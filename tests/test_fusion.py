@@ -107,8 +107,8 @@ def test_build_fusion_rejects_missing_or_wrong_level():
 def test_batched_members_equal_loop():
     torch.manual_seed(0)
     members = [DnCNN(1, depth=4, width=8) for _ in range(4)]
-    bank = MemberBank(members)
-    assert bank.homogeneous
+    bank = MemberBank(members, batched=True)
+    assert bank.homogeneous and not MemberBank(members).use_batched(torch.device("cpu"))
     x = torch.rand(2, 1, 20, 24)
     bank.train()  # collect BatchNorm running statistics, so eval mode uses non-trivial buffers
     for _ in range(3):

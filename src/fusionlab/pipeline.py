@@ -13,6 +13,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from fusionlab.callbacks.checkpoint_config import CONFIG_KEY, ConfigInCheckpoint
+from fusionlab.metrics.cost import count_parameters, flops_per_image
 from fusionlab.reporting.tables import print_eval_table
 from fusionlab.utils.errors import ConfigError, DataError
 from fusionlab.utils.hydra import check_complete, instantiate, instantiate_dict, to_plain
@@ -23,10 +24,6 @@ log = logging.getLogger("fusionlab")
 # Keys that describe how a run executes, not what model it trains: evaluation takes them from
 # its own config (conf/eval.yaml), everything else from the checkpoint's saved config.
 RUNTIME_KEYS = ("paths", "trainer", "logger", "callbacks", "extras", "task_name", "ckpt_path")
-
-
-def count_parameters(module: torch.nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
 
 
 def _scalars(metrics: dict[str, Any], prefix: str) -> dict[str, float]:
@@ -45,6 +42,13 @@ def build_trainer(cfg: DictConfig, extra_callbacks: list[L.Callback] = ()) -> L.
     callbacks = instantiate_dict(cfg.get("callbacks"), "callbacks") + list(extra_callbacks)
     loggers = instantiate_dict(cfg.get("logger"), "logger")
     return instantiate(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False)
+
+
+def model_cost(model: L.LightningModule, cfg: DictConfig) -> dict[str, int]:
+    """Parameters and FLOPs per ``metrics.flops_size``-square image, for comparing approaches."""
+    size = int(cfg.metrics.flops_size)
+    return {"params": count_parameters(model),
+            f"flops_per_image_{size}": flops_per_image(model, int(cfg.data.channels), size)}
 
 
 def log_config(trainer: L.Trainer, cfg: DictConfig, extra: dict[str, Any]) -> None:
@@ -77,8 +81,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
         datamodule, model = build(cfg)
         saved = ConfigInCheckpoint(to_plain(cfg, resolve=False))
         trainer = build_trainer(cfg, [saved])
-        params = count_parameters(model)
-        log_config(trainer, cfg, {"params": params})
+        cost = model_cost(model, cfg)
+        log_config(trainer, cfg, cost)
 
         trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
         fit_time = time.perf_counter() - started
@@ -92,7 +96,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         result = {
             **val,
             **test,
-            "params": params,
+            **cost,
             "train_time_s": round(fit_time, 3),
             "wall_time_s": round(time.perf_counter() - started, 3),
             "epochs": trainer.current_epoch,
@@ -162,15 +166,15 @@ def evaluate(cfg: DictConfig, overrides: list[str] | None = None, groups: set[st
         L.seed_everything(run_cfg.seed, workers=True)
         datamodule, model = build(run_cfg)
         trainer = build_trainer(run_cfg)
-        params = count_parameters(model)
-        log_config(trainer, run_cfg, {"params": params, "checkpoint": str(ckpt_path)})
+        cost = model_cost(model, run_cfg)
+        log_config(trainer, run_cfg, {**cost, "checkpoint": str(ckpt_path)})
         trainer.test(model, datamodule=datamodule, ckpt_path=str(ckpt_path), weights_only=False)
         metrics = _scalars(trainer.callback_metrics, "test/")
         records = list(model.test_records)
         result = {
             "checkpoint": str(ckpt_path.resolve()),
             "metrics": metrics,
-            "params": params,
+            **cost,
             "ms_per_image": sum(r["ms"] for r in records) / max(len(records), 1),
             "per_image": records,
             "wall_time_s": round(time.perf_counter() - started, 3),

@@ -44,13 +44,14 @@ class GeneratorEnsemble(RestorationModule):
         member_loss_weight: float = 0.0,
         member_checkpoints: Sequence[str] | None = None,
         bagging: bool = False,
-        batched: bool = True,
+        batched: bool | str = "auto",
         y_channel: bool = False,
         crop_border: int = 0,
     ) -> None:
         nets = list(members.values()) if isinstance(members, dict) else list(members)
         check(len(nets) >= 2, "approach.members", f"an ensemble needs at least 2 members, got {len(nets)}")
         check(mode in MODES, "approach.mode", f"must be one of {MODES}, got {mode!r}")
+        check(batched in (True, False, "auto"), "approach.batched", f"must be true, false or auto, got {batched!r}")
         check(member_loss_weight >= 0, "approach.member_loss_weight", f"must be >= 0, got {member_loss_weight}")
         check(not bagging or (mode == "joint" and member_loss_weight > 0), "approach.bagging",
               "bagging acts on the members' own losses: it needs mode=joint and member_loss_weight > 0")

@@ -1,9 +1,11 @@
 """Running several member networks on one input: a Python loop, or one batched call.
 
 When every member has the same architecture (same class, same parameter and buffer shapes), eval-
-mode inference stacks their weights once (``torch.func.stack_module_state``) and runs all members
-as one ``vmap``-ed ``functional_call``: one batched kernel per layer instead of M. Training uses
-the loop (each member's BatchNorm statistics update in place, which vmap does not allow).
+mode inference can stack their weights once (``torch.func.stack_module_state``) and run all members
+as one ``vmap``-ed ``functional_call``: one batched (grouped) kernel per layer instead of M.
+Training uses the loop (each member's BatchNorm statistics update in place, which vmap does not
+allow). Measured on a 2-core CPU (bench/ensemble.py), the grouped kernels are slower than the loop
+at every image size, so ``batched="auto"`` uses the vmap path on CUDA only.
 """
 
 import copy
@@ -22,13 +24,16 @@ def same_architecture(modules: list[nn.Module]) -> bool:
 class MemberBank(nn.Module):
     """An ``nn.ModuleList`` of members with ``forward(x) -> (M, B, C, H, W)``.
 
-    :param batched: use the vmap path in eval mode when the members share an architecture.
+    :param batched: ``"auto"`` (vmap path on CUDA, loop elsewhere), ``True`` or ``False``; the vmap
+        path runs only in eval mode without gradients and when the members share an architecture.
     """
 
-    def __init__(self, members: list[nn.Module], batched: bool = True) -> None:
+    def __init__(self, members: list[nn.Module], batched: bool | str = "auto") -> None:
         super().__init__()
         self.members = nn.ModuleList(members)
         self.homogeneous = same_architecture(list(self.members))
+        if batched not in (True, False, "auto"):
+            raise ValueError(f"batched must be true, false or auto, got {batched!r}")
         self.batched = batched
         self._stacked: tuple[dict, dict] | None = None
         self._template: list[nn.Module] = []  # a weightless copy for functional_call (not a submodule)
@@ -51,8 +56,13 @@ class MemberBank(nn.Module):
         self.invalidate()
         return super().train(mode)
 
-    def use_batched(self) -> bool:
-        return self.batched and self.homogeneous and not self.training and not torch.is_grad_enabled()
+    def use_batched(self, device: torch.device | None = None) -> bool:
+        if not self.homogeneous or self.training or torch.is_grad_enabled() or self.batched is False:
+            return False
+        if self.batched == "auto":
+            device = device or next(self.members[0].parameters()).device
+            return device.type == "cuda"
+        return True
 
     def forward_loop(self, x: torch.Tensor) -> torch.Tensor:
         return torch.stack([m(x) for m in self.members])
@@ -72,4 +82,4 @@ class MemberBank(nn.Module):
         return torch.vmap(run, in_dims=(0, 0, None))(params, buffers, x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_batched(x) if self.use_batched() else self.forward_loop(x)
+        return self.forward_batched(x) if self.use_batched(x.device) else self.forward_loop(x)
