@@ -127,3 +127,20 @@ def test_two_stage_with_parameter_free_fusion_evaluates(tmp_path, member_checkpo
     root, data, paths = member_checkpoints
     metrics = train(compose_cfg(tmp_path, ensemble_overrides(data, paths, fusion="mean")))
     assert json.loads((tmp_path / "metrics.json").read_text())["test/psnr"] == pytest.approx(metrics["test/psnr"])
+
+
+def test_evaluate_reports_members_and_fused(tmp_path, member_checkpoints):
+    from fusionlab.pipeline import evaluate
+    from tests.helpers import groups_of
+
+    root, data, paths = member_checkpoints
+    train(compose_cfg(tmp_path / "run", ensemble_overrides(data, paths, fusion="gated")))
+    ecfg = compose_cfg(tmp_path / "eval", [f"ckpt_path={tmp_path / 'run/checkpoints/best.ckpt'}", "logger=csv"],
+                       config_name="eval", hydra_node=True)
+    result = evaluate(ecfg, [], groups_of(ecfg))
+    m = result["metrics"]
+    assert {"test/psnr", "test/psnr_member0", "test/psnr_member1", "test/ssim_member1", "test/fusion_gain_db"} <= set(m)
+    assert m["test/fusion_gain_db"] == pytest.approx(m["test/psnr"] - max(m["test/psnr_member0"], m["test/psnr_member1"]), abs=1e-4)
+    row = result["per_image"][0]
+    assert {"psnr", "psnr_member0", "psnr_member1", "ssim_member0", "psnr_input"} <= set(row)
+    assert result["flops_per_image_256"] > 0
