@@ -1,7 +1,8 @@
 """Lightning callbacks: sample grids, throughput, the run config inside checkpoints."""
 
 from fusionlab.callbacks.checkpoint_config import ConfigInCheckpoint
+from fusionlab.callbacks.fid import FIDCallback
 from fusionlab.callbacks.samples import SampleGrid
 from fusionlab.callbacks.throughput import Throughput
 
-__all__ = ["ConfigInCheckpoint", "SampleGrid", "Throughput"]
+__all__ = ["ConfigInCheckpoint", "FIDCallback", "SampleGrid", "Throughput"]
