@@ -86,7 +86,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
         trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
         fit_time = time.perf_counter() - started
-        val = _scalars(trainer.callback_metrics, "val/")
+        val = {**_scalars(trainer.callback_metrics, "train/images_per_sec_epoch"),
+               **_scalars(trainer.callback_metrics, "val/")}
         ckpt_cb = trainer.checkpoint_callback
         best = ckpt_cb.best_model_path if ckpt_cb is not None and ckpt_cb.best_model_path else None
         test: dict[str, float] = {}
@@ -102,6 +103,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
             "epochs": trainer.current_epoch,
             "global_step": trainer.global_step,
             "best_checkpoint": best,
+            "config": to_plain(cfg, resolve=True),
         }
         if trainer.is_global_zero:
             atomic_write_json(out_dir / "metrics.json", result)
@@ -156,8 +158,11 @@ def merge_eval_config(saved: DictConfig, eval_cfg: DictConfig, overrides: list[s
 def evaluate(cfg: DictConfig, overrides: list[str] | None = None, groups: set[str] | None = None) -> dict:
     """Test a checkpoint with the config it was trained with (plus overrides); write ``eval.json``."""
     started = time.perf_counter()
+    if cfg.get("compare"):
+        return compare(cfg)
     if cfg.get("ckpt_path") is None:
-        raise ConfigError("ckpt_path", "give the checkpoint to evaluate: ckpt_path=RUN/checkpoints/best.ckpt")
+        raise ConfigError("ckpt_path", "give the checkpoint to evaluate (ckpt_path=RUN/checkpoints/best.ckpt) "
+                          "or runs to compare (compare=MULTIRUN_DIR)")
     ckpt_path = Path(cfg.ckpt_path)
     saved = load_checkpoint_config(ckpt_path)
     run_cfg = merge_eval_config(saved, cfg, overrides or [], groups or set())
@@ -197,3 +202,23 @@ def _log_eval_table(logger, records: list[dict]) -> None:
     if isinstance(logger, WandbLogger) and records:
         columns = list(records[0].keys())
         logger.log_table(key="test/per_image", columns=columns, data=[[r[c] for c in columns] for r in records])
+
+
+def compare(cfg: DictConfig) -> dict:
+    """``evaluate.py compare=PATH``: the HTML comparison report of the runs under PATH (a multirun
+    folder, or a list of run folders), also logged to W&B as a table when W&B is configured."""
+    from fusionlab.reporting.compare import build_report
+
+    paths = [cfg.compare] if isinstance(cfg.compare, str) else list(cfg.compare)
+    report, runs, problems = build_report(paths, cfg.paths.output_dir)
+    log.info("comparison of %d runs written to %s", len(runs), report)
+    print(f"report: {report}")
+    wandb_cfg = (cfg.get("logger") or {}).get("wandb")
+    if wandb_cfg:
+        import wandb
+
+        rows = [r.row() for r in runs]
+        with wandb.init(project=wandb_cfg.project, group=wandb_cfg.group, job_type="compare",
+                        dir=str(cfg.paths.output_dir), mode=wandb_cfg.mode, tags=list(cfg.tags)) as run:
+            run.log({"compare/runs": wandb.Table(columns=list(rows[0]), data=[list(r.values()) for r in rows])})
+    return {"report": str(report), "runs": len(runs), "skipped": problems}

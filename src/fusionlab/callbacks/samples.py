@@ -6,7 +6,7 @@ import lightning as L
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 
-from fusionlab.reporting.grid import make_grid, save_png
+from fusionlab.reporting.grid import make_grid, save_png, to_uint8
 
 
 class SampleGrid(L.Callback):
@@ -38,6 +38,14 @@ class SampleGrid(L.Callback):
         for i in range(outputs["output"].shape[0]):
             if len(self.rows) < self.max_images:
                 self.rows.append([outputs[k][i].detach().cpu() for k in ("source", "output", "target")])
+
+    @rank_zero_only
+    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        """Save the first test image's input, output and target (for comparison reports)."""
+        if batch_idx != 0 or not isinstance(outputs, dict):
+            return
+        for key in ("source", "output", "target"):
+            save_png(to_uint8(outputs[key][0]), self.save_dir / f"test_{key}.png")
 
     @rank_zero_only
     def on_validation_epoch_end(self, trainer, pl_module) -> None:

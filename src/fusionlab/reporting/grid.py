@@ -20,6 +20,12 @@ def _tile(image: torch.Tensor, size: int) -> torch.Tensor:
     return image.float().clamp(0.0, 1.0)
 
 
+def to_uint8(image: torch.Tensor) -> np.ndarray:
+    """One ``(C, H, W)`` image in [0, 1] as a uint8 ``(H, W)`` or ``(H, W, 3)`` array."""
+    a = (image.detach().cpu().float().clamp(0, 1) * 255.0 + 0.5).to(torch.uint8)
+    return a[0].numpy() if a.shape[0] == 1 else a.permute(1, 2, 0).numpy()
+
+
 def make_grid(rows: list[list[torch.Tensor]], tile: int = 128, gap: int = 2) -> np.ndarray:
     """A uint8 ``(H, W, 3)`` grid; each inner list is one row of ``(C, H, W)`` images in [0, 1]."""
     n_rows, n_cols = len(rows), max(len(r) for r in rows)
