@@ -26,3 +26,4 @@ def test_fusion_sweep_tags_and_shared_wandb_group(tmp_path):
     assert all(group in r for r in records), "both jobs in the sweep's W&B group"
     assert b"fusion:mean" in records[0] and b"fusion:learned" not in records[0]
     assert b"fusion:learned" in records[1] and b"fusion:mean" not in records[1]
+    assert all(b"approach:generator_ensemble" in r for r in records)

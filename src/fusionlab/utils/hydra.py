@@ -36,7 +36,20 @@ def _target_name(target: str) -> str:
     return str(target).rsplit(".", 1)[-1].lower()
 
 
+def _run_tags(tags, approach_target: str, fusion_target: str | None) -> list[str]:
+    """The run's tags plus ``approach:<name>`` and, for fusing approaches, ``fusion:<name>``."""
+    import re
+
+    cls = str(approach_target).rsplit(".", 1)[-1]
+    extra = [f"approach:{re.sub(r'(?<!^)(?=[A-Z])', '_', cls).lower()}"]
+    if fusion_target:
+        extra.append(f"fusion:{_target_name(fusion_target)}")
+    return [*[str(t) for t in (tags or [])], *[t for t in extra if t not in (tags or [])]]
+
+
 def register_resolvers() -> None:
+    if not OmegaConf.has_resolver("run_tags"):
+        OmegaConf.register_new_resolver("run_tags", _run_tags)
     if not OmegaConf.has_resolver("sweep_group"):
         OmegaConf.register_new_resolver("sweep_group", _sweep_group)
     if not OmegaConf.has_resolver("target_name"):
