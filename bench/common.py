@@ -54,3 +54,17 @@ def machine() -> dict:
 
     return {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
             "torch": torch.__version__, "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+
+
+def load_model(ckpt_path):
+    """A trained model rebuilt from its checkpoint's saved config, best weights loaded, eval mode."""
+    import torch
+
+    from fusionlab.pipeline import build, load_checkpoint_config
+
+    cfg = load_checkpoint_config(ckpt_path)
+    cfg.paths = {"root_dir": str(ROOT), "shared_data": str(SHARED), "output_dir": "/tmp", "log_dir": "/tmp",
+                 "work_dir": str(ROOT), "cache_dir": "/tmp"}
+    _, model = build(cfg)
+    model.load_state_dict(torch.load(ckpt_path, map_location="cpu", weights_only=False)["state_dict"])
+    return model.eval(), cfg

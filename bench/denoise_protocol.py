@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from rich.progress import track
 
-from common import SHARED, machine, write_results
+from common import SHARED, load_model, machine, write_results
 
 from fusionlab.data.images import list_images, load_image
 from fusionlab.metrics.image import prepare_for_metrics, psnr_per_image, ssim_per_image
@@ -49,17 +49,8 @@ def classical(name: str):
 
 
 def load_checkpoint_model(path: str):
-    from fusionlab.pipeline import build, load_checkpoint_config
-
-    cfg = load_checkpoint_config(path)
-    from common import ROOT
-
-    cfg.paths = {"root_dir": str(ROOT), "shared_data": str(SHARED), "output_dir": "/tmp", "log_dir": "/tmp",
-                 "work_dir": str(ROOT), "cache_dir": "/tmp"}
-    _, model = build(cfg)
-    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=False)["state_dict"])
-    sigma = cfg.task.get("sigma")
-    return model.eval(), f"checkpoint {path.split('/')[-3]} (trained sigma={sigma})"
+    model, cfg = load_model(path)
+    return model, f"checkpoint {path.split('/')[-3]} (trained sigma={cfg.task.get('sigma')})"
 
 
 def score(out: torch.Tensor, clean: torch.Tensor) -> tuple[float, float]:

@@ -16,30 +16,17 @@ import time
 
 import torch
 
-from common import ROOT, SHARED, machine, run_train, write_results
+from common import ROOT, load_model, machine, run_train, write_results
 from ensemble import data_overrides
 
 OPERATORS = ["weighted", "learned", "stacked", "attention", "gated"]
-
-
-def load_model(run_dir):
-    """Rebuild a run's model from its checkpoint (config saved inside) with the best weights."""
-    from fusionlab.pipeline import build, load_checkpoint_config
-
-    ckpt = run_dir / "checkpoints" / "best.ckpt"
-    cfg = load_checkpoint_config(ckpt)
-    cfg.paths = {"root_dir": str(ROOT), "shared_data": str(SHARED), "output_dir": str(run_dir),
-                 "log_dir": str(ROOT / "logs"), "work_dir": str(ROOT)}
-    _, model = build(cfg)
-    model.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"])
-    return model.eval()
 
 
 @torch.no_grad()
 def cost_and_speed(run_dir, repeats: int = 5) -> dict:
     from fusionlab.metrics.cost import count_parameters, flops_per_image
 
-    model = load_model(run_dir)
+    model, _ = load_model(run_dir / "checkpoints" / "best.ckpt")
     x = torch.rand(1, 1, 256, 256)
     model(x)
     start = time.perf_counter()

@@ -28,6 +28,12 @@ def pad_to_multiple(x: torch.Tensor, stride: int) -> tuple[torch.Tensor, tuple[i
     return x, (h, w)
 
 
+def make_optimizers(params, optimizer, scheduler=None):
+    """``configure_optimizers``' return value from partial optimizer/scheduler factories."""
+    opt = optimizer(params=params)
+    return opt if scheduler is None else {"optimizer": opt, "lr_scheduler": scheduler(optimizer=opt)}
+
+
 class RestorationModule(L.LightningModule):
     """Base of the approaches: validation/test/predict hooks and their metrics.
 

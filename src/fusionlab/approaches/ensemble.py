@@ -6,9 +6,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from fusionlab.approaches.base import RestorationModule
+from fusionlab.approaches.base import RestorationModule, make_optimizers
 from fusionlab.fusion.members import MemberBank
-from fusionlab.fusion.operators import build_fusion
+from fusionlab.fusion.operators import WeightMeter, build_fusion
 from fusionlab.losses.reconstruction import per_sample_loss
 from fusionlab.utils.errors import ConfigError, DataError, check
 
@@ -73,8 +73,7 @@ class GeneratorEnsemble(RestorationModule):
                     raise DataError(path, "member checkpoint does not exist", f"approach.member_checkpoints[{i}]")
             self.bank.requires_grad_(False)
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
-        self._eval_weights: torch.Tensor | None = None
-        self._eval_count = 0
+        self.weight_meter = WeightMeter()
 
     # ---- members --------------------------------------------------------------------------
     @property
@@ -141,18 +140,15 @@ class GeneratorEnsemble(RestorationModule):
     def eval_outputs(self, source: torch.Tensor) -> dict[str, torch.Tensor]:
         outs = self.member_outputs(source)
         fused = self.fusion(outs, source)
-        if self.fusion.last_weights is not None:  # epoch mean of the fusion weights
-            self._eval_weights = self.fusion.last_weights + (self._eval_weights if self._eval_weights is not None else 0)
-            self._eval_count += 1
+        self.weight_meter.add(self.fusion.last_weights)
         return {"main": fused, **{f"member{i}": outs[i] for i in range(self.num_members)}}
 
     def derived_metrics(self, stage: str, values: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         best = torch.stack([values[f"{stage}/psnr_member{i}"] for i in range(self.num_members)]).max()
         out = {f"{stage}/fusion_gain_db": values[f"{stage}/psnr"] - best}
-        if self._eval_weights is not None:
-            mean = self._eval_weights / max(self._eval_count, 1)
+        mean = self.weight_meter.mean_and_reset()
+        if mean is not None:
             out.update({f"{stage}/fusion_weight_member{i}": w for i, w in enumerate(mean)})
-        self._eval_weights, self._eval_count = None, 0
         return out
 
     # ---- training -------------------------------------------------------------------------
@@ -188,10 +184,5 @@ class GeneratorEnsemble(RestorationModule):
 
     def configure_optimizers(self):
         params = self.trainable_parameters()
-        if not params:
-            return None
-        optimizer = self.optimizer_factory(params=params)
-        if self.scheduler_factory is None:
-            return optimizer
-        return {"optimizer": optimizer, "lr_scheduler": self.scheduler_factory(optimizer=optimizer)}
+        return make_optimizers(params, self.optimizer_factory, self.scheduler_factory) if params else None
 

@@ -6,8 +6,8 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-from fusionlab.approaches.base import RestorationModule
-from fusionlab.fusion.operators import build_fusion
+from fusionlab.approaches.base import RestorationModule, make_optimizers
+from fusionlab.fusion.operators import WeightMeter, build_fusion
 from fusionlab.models.blocks import conv3x3
 from fusionlab.utils.errors import check
 
@@ -72,8 +72,7 @@ class FeatureFusionTranslator(RestorationModule):
         self.decoder = nn.Sequential(*layers, conv3x3(width, channels))
         self.loss = loss
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
-        self._eval_weights: torch.Tensor | None = None
-        self._eval_count = 0
+        self.weight_meter = WeightMeter()
 
     @property
     def stride(self) -> int:
@@ -100,19 +99,12 @@ class FeatureFusionTranslator(RestorationModule):
 
     def eval_outputs(self, source: torch.Tensor) -> dict[str, torch.Tensor]:
         out = self(source)
-        w = self.last_fusion.last_weights
-        if w is not None:
-            self._eval_weights = w + (self._eval_weights if self._eval_weights is not None else 0)
-            self._eval_count += 1
+        self.weight_meter.add(self.last_fusion.last_weights)
         return {"main": out}
 
     def derived_metrics(self, stage: str, values: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        out = {}
-        if self._eval_weights is not None:
-            mean = self._eval_weights / max(self._eval_count, 1)
-            out = {f"{stage}/fusion_weight_branch{i}": w for i, w in enumerate(mean)}
-        self._eval_weights, self._eval_count = None, 0
-        return out
+        mean = self.weight_meter.mean_and_reset()
+        return {} if mean is None else {f"{stage}/fusion_weight_branch{i}": w for i, w in enumerate(mean)}
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         loss = self.loss(self(batch["source"]), batch["target"])
@@ -124,7 +116,5 @@ class FeatureFusionTranslator(RestorationModule):
 
     def configure_optimizers(self):
         modules = [self.branches, self.project, self.fusions, self.decoder]
-        optimizer = self.optimizer_factory(params=[p for m in modules for p in m.parameters()])
-        if self.scheduler_factory is None:
-            return optimizer
-        return {"optimizer": optimizer, "lr_scheduler": self.scheduler_factory(optimizer=optimizer)}
+        return make_optimizers([p for m in modules for p in m.parameters()], self.optimizer_factory,
+                               self.scheduler_factory)

@@ -5,7 +5,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from fusionlab.approaches.base import RestorationModule
+from fusionlab.approaches.base import RestorationModule, make_optimizers
 
 
 class SingleModel(RestorationModule):
@@ -42,7 +42,4 @@ class SingleModel(RestorationModule):
         return loss
 
     def configure_optimizers(self):
-        optimizer = self.optimizer_factory(params=self.net.parameters())
-        if self.scheduler_factory is None:
-            return optimizer
-        return {"optimizer": optimizer, "lr_scheduler": self.scheduler_factory(optimizer=optimizer)}
+        return make_optimizers(self.net.parameters(), self.optimizer_factory, self.scheduler_factory)
