@@ -67,6 +67,17 @@ def test_every_experiment_smoke_trains_and_evaluates(tmp_path, experiment):
     assert (tmp_path / "eval" / "eval.json").is_file()
 
 
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+@pytest.mark.parametrize("model", ["dncnn", "unet", "resnet"])
+def test_experiments_accept_any_backbone(tmp_path, experiment, model):
+    """An experiment must not set backbone-specific fields that break another ``model=``."""
+    from fusionlab.pipeline import build
+
+    cfg = compose_cfg(tmp_path, [f"experiment={experiment}", f"model={model}"])
+    _, module = build(cfg)
+    assert module is not None
+
+
 def test_evaluate_matches_training_test_and_applies_overrides(tmp_path):
     write_images(tmp_path / "imgs", 4, size=(40, 40))
     data = [f"data=folder", f"data.train_dir={tmp_path / 'imgs'}", f"data.val_dir={tmp_path / 'imgs'}",
