@@ -137,3 +137,12 @@ def test_heterogeneous_members_use_loop_and_stride_lcm():
     with torch.no_grad():
         assert not bank.use_batched()
         assert bank(torch.rand(1, 1, 8, 8)).shape == (3, 1, 1, 8, 8)
+
+
+def test_unknown_operator_fails_at_compose(tmp_path):
+    from hydra.errors import ConfigCompositionException
+
+    from tests.helpers import compose_cfg
+
+    with pytest.raises(ConfigCompositionException, match="fusion"):
+        compose_cfg(tmp_path, ["approach=feature_fusion", "fusion=no_such_operator"])

@@ -108,9 +108,25 @@ def train(cfg: DictConfig) -> dict[str, float]:
         if trainer.is_global_zero:
             atomic_write_json(out_dir / "metrics.json", result)
             log.info("metrics written to %s", out_dir / "metrics.json")
+            print_summary(result, out_dir)
         return result
     finally:
         finish_wandb()
+
+
+def print_summary(result: dict, out_dir: Path) -> None:
+    """The run's headline numbers: restored vs degraded-input PSNR/SSIM, cost, where results are."""
+    from rich.console import Console
+
+    lines = []
+    for stage in ("val", "test"):
+        if f"{stage}/psnr" in result:
+            lines.append(f"{stage}: PSNR {result[f'{stage}/psnr']:.2f} dB (degraded input "
+                         f"{result.get(f'{stage}/psnr_input', float('nan')):.2f} dB), SSIM "
+                         f"{result.get(f'{stage}/ssim', float('nan')):.4f}")
+    lines.append(f"params {result.get('params', 0):,}, train time {result.get('train_time_s', 0):.0f} s; "
+                 f"results in {out_dir}")
+    Console().print("[bold]" + "\n".join(lines))
 
 
 # ---- evaluation ------------------------------------------------------------------------------
