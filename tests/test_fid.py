@@ -63,9 +63,10 @@ def test_input_contract():
 
 @pytest.mark.skipif(not has_module("torch_fidelity"), reason="torch-fidelity not installed (optional)")
 def test_port_matches_torch_fidelity(weights_file):
-    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+    import importlib
 
-    ref = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"], feature_extractor_weights_path=str(weights_file))
+    fidelity = importlib.import_module("torch_fidelity.feature_extractor_inceptionv3")  # optional, lazy
+    ref = fidelity.FeatureExtractorInceptionV3("inception-v3-compat", ["2048"], feature_extractor_weights_path=str(weights_file))
     x = images(2, size=64)
     ours = FIDInceptionV3.from_file(weights_file)(x)
     theirs = ref((x * 255).round().to(torch.uint8))[0]
