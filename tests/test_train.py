@@ -18,11 +18,20 @@ def read_json(path: Path) -> dict:
     return json.loads(path.read_text())
 
 
+# the headline metrics of each task (restoration by default)
+TASK_METRICS = {
+    "StyleTransfer": ("val/content_ssim", "val/style_distance", "test/content_ssim", "test/style_distance"),
+    "Generation": ("val/nn_distance", "val/nn_distance_train", "test/nn_distance"),
+}
+RESTORATION_METRICS = ("val/psnr", "val/ssim", "val/psnr_input", "test/psnr", "test/ssim")
+
+
 def check_run(out: Path) -> dict:
     metrics = read_json(out / "metrics.json")
     assert (out / "checkpoints" / "last.ckpt").is_file()
     assert (out / "checkpoints" / "best.ckpt").is_file()
-    for key in ("val/psnr", "val/ssim", "val/psnr_input", "test/psnr", "test/ssim", "params", "wall_time_s"):
+    task = metrics["config"]["task"]["_target_"].rsplit(".", 1)[-1]
+    for key in (*TASK_METRICS.get(task, RESTORATION_METRICS), "params", "wall_time_s"):
         assert key in metrics and math.isfinite(metrics[key]), key
     return metrics
 
@@ -55,16 +64,21 @@ def test_backbones_and_losses_train(tmp_path, model, loss):
 def test_every_experiment_smoke_trains_and_evaluates(tmp_path, experiment):
     cfg = compose_cfg(tmp_path / "train", [f"experiment={experiment}", "logger=csv",
                                            "trainer.limit_val_batches=1", "trainer.limit_test_batches=1"])
-    data_dirs = [cfg.data.get(k) for k in ("train_dir", "val_dir", "test_dir")]
-    if any(d and str(SHARED) in str(Path(d).resolve()) for d in data_dirs) and not (SHARED / "gray").is_dir():
-        pytest.skip(f"{experiment} needs the benchmark images at {SHARED}")
+    data_dirs = [cfg.data.get(k) for k in ("train_dir", "val_dir", "test_dir", "content_dir", "style_dir")]
+    missing = [d for d in data_dirs if d and str(SHARED) in str(Path(d).resolve()) and not Path(d).is_dir()]
+    if missing:
+        pytest.skip(f"{experiment} needs the benchmark images at {missing[0]}")
     train(cfg)
-    check_run(tmp_path / "train")
+    metrics = check_run(tmp_path / "train")
     ecfg = compose_cfg(tmp_path / "eval", [f"ckpt_path={tmp_path / 'train/checkpoints/best.ckpt'}", "logger=csv",
                                            "trainer.limit_test_batches=1"], config_name="eval", hydra_node=True)
     result = evaluate(ecfg, [], groups_of(ecfg))
-    assert result["metrics"]["test/psnr"] > 0 and len(result["per_image"]) == 1
+    task = metrics["config"]["task"]["_target_"].rsplit(".", 1)[-1]
+    headline = TASK_METRICS.get(task, RESTORATION_METRICS)[-1]
+    assert result["metrics"][headline] == pytest.approx(metrics[headline], rel=1e-4), "eval reproduces training's test"
+    assert len(result["per_image"]) == cfg.data.eval_batch_size
     assert (tmp_path / "eval" / "eval.json").is_file()
+    assert len(list((tmp_path / "eval" / "images").glob("*.png"))) == cfg.data.eval_batch_size
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)

@@ -24,6 +24,12 @@ log = logging.getLogger("fusionlab")
 # Keys that describe how a run executes, not what model it trains: evaluation takes them from
 # its own config (conf/eval.yaml), everything else from the checkpoint's saved config.
 RUNTIME_KEYS = ("paths", "trainer", "logger", "callbacks", "extras", "task_name", "ckpt_path")
+# evaluate.py options for an approach's ``write_inference`` (style mixing / region fusion).
+INFERENCE_KEYS = ("styles", "weights", "mask", "blur")
+
+
+def to_plain_value(value: Any) -> Any:
+    return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
 
 
 def _scalars(metrics: dict[str, Any], prefix: str) -> dict[str, float]:
@@ -38,10 +44,15 @@ def build(cfg: DictConfig) -> tuple[L.LightningDataModule, L.LightningModule]:
     return datamodule, model
 
 
-def build_trainer(cfg: DictConfig, extra_callbacks: list[L.Callback] = ()) -> L.Trainer:
+def build_trainer(cfg: DictConfig, extra_callbacks: list[L.Callback] = (), model: L.LightningModule | None = None
+                  ) -> L.Trainer:
     callbacks = instantiate_dict(cfg.get("callbacks"), "callbacks") + list(extra_callbacks)
     loggers = instantiate_dict(cfg.get("logger"), "logger")
-    return instantiate(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False)
+    extra = {}
+    if getattr(model, "ddp_find_unused_parameters", False) and cfg.trainer.get("strategy") == "ddp":
+        # adversarial approaches: each backward reaches one network only (see approaches/adversarial.py)
+        extra["strategy"] = "ddp_find_unused_parameters_true"
+    return instantiate(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False, **extra)
 
 
 def model_cost(model: L.LightningModule, cfg: DictConfig) -> dict[str, int]:
@@ -80,7 +91,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     try:
         datamodule, model = build(cfg)
         saved = ConfigInCheckpoint(to_plain(cfg, resolve=False))
-        trainer = build_trainer(cfg, [saved])
+        trainer = build_trainer(cfg, [saved], model)
         cost = model_cost(model, cfg)
         log_config(trainer, cfg, cost)
 
@@ -115,7 +126,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
 
 def print_summary(result: dict, out_dir: Path) -> None:
-    """The run's headline numbers: restored vs degraded-input PSNR/SSIM, cost, where results are."""
+    """The run's headline numbers: restored vs degraded-input PSNR/SSIM (or every ``val/``/``test/``
+    metric for tasks without PSNR), cost, and where the results are."""
     from rich.console import Console
 
     lines = []
@@ -124,6 +136,10 @@ def print_summary(result: dict, out_dir: Path) -> None:
             lines.append(f"{stage}: PSNR {result[f'{stage}/psnr']:.2f} dB (degraded input "
                          f"{result.get(f'{stage}/psnr_input', float('nan')):.2f} dB), SSIM "
                          f"{result.get(f'{stage}/ssim', float('nan')):.4f}")
+        else:
+            values = {k.split("/", 1)[1]: v for k, v in result.items() if k.startswith(f"{stage}/")}
+            if values:
+                lines.append(f"{stage}: " + ", ".join(f"{k} {v:.4g}" for k, v in values.items()))
     lines.append(f"params {result.get('params', 0):,}, train time {result.get('train_time_s', 0):.0f} s; "
                  f"results in {out_dir}")
     Console().print("[bold]" + "\n".join(lines))
@@ -186,18 +202,23 @@ def evaluate(cfg: DictConfig, overrides: list[str] | None = None, groups: set[st
     try:
         L.seed_everything(run_cfg.seed, workers=True)
         datamodule, model = build(run_cfg)
-        trainer = build_trainer(run_cfg)
+        trainer = build_trainer(run_cfg, model=model)
         cost = model_cost(model, run_cfg)
         log_config(trainer, run_cfg, {**cost, "checkpoint": str(ckpt_path)})
         trainer.test(model, datamodule=datamodule, ckpt_path=str(ckpt_path), weights_only=False)
         metrics = _scalars(trainer.callback_metrics, "test/")
         records = list(model.test_records)
+        extras = {}
+        if hasattr(model, "write_inference") and trainer.is_global_zero:
+            model.eval()
+            extras = model.write_inference(datamodule, out_dir, {k: to_plain_value(cfg.get(k)) for k in INFERENCE_KEYS})
         result = {
             "checkpoint": str(ckpt_path.resolve()),
             "metrics": metrics,
             **cost,
-            "ms_per_image": sum(r["ms"] for r in records) / max(len(records), 1),
+            "ms_per_image": (sum(r["ms"] for r in records) / len(records)) if records and "ms" in records[0] else None,
             "per_image": records,
+            **extras,
             "wall_time_s": round(time.perf_counter() - started, 3),
             "config": to_plain(run_cfg, resolve=True),
         }

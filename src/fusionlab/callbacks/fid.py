@@ -13,7 +13,8 @@ log = logging.getLogger("fusionlab")
 
 class FIDCallback(L.Callback):
     """Feeds ``outputs["output"]`` (generated) and ``outputs["target"]`` (reference) of each
-    validation/test step to :class:`~fusionlab.metrics.fid.FeatureDistances` and logs
+    validation/test step (when the dataset has ``reference_images()`` -- style images, training
+    images for generation -- that set is the reference instead, fed once) to :class:`~fusionlab.metrics.fid.FeatureDistances` and logs
     ``{stage}/fid`` and ``{stage}/kid`` (or ``*_proxy``). Reference features are computed once per
     reference set and cached on disk, keyed by the set's content, the extractor and its weights.
 
@@ -49,7 +50,8 @@ class FIDCallback(L.Callback):
         self.metrics.to(pl_module.device)
         self.metrics.reset_fake()
         dataset = getattr(trainer.datamodule, f"{stage}_set", None) if trainer.datamodule else None
-        key = self._reference_key(dataset)
+        references = dataset.reference_images() if hasattr(dataset, "reference_images") else None
+        key = tensor_digest(*references) if references else self._reference_key(dataset)
         if key != self.real_key or key is None:
             self.metrics.fid.reset_real_features = self.metrics.kid.reset_real_features = True
             self.metrics.fid.reset(), self.metrics.kid.reset()
@@ -57,6 +59,21 @@ class FIDCallback(L.Callback):
             self.metrics.real_count = 0
             self.real_key = key
             self.need_real = key is None or not self.metrics.load_real(key)
+            if self.need_real and references:
+                self._feed_references(references[0], pl_module.device)
+
+    def _feed_references(self, images: list[torch.Tensor], device: torch.device, batch: int = 50) -> None:
+        """A fixed reference set (style images, training images) fed once, not taken from batches."""
+        for start in range(0, len(images), batch):
+            chunk = images[start : start + batch]
+            if len({tuple(im.shape) for im in chunk}) == 1:
+                self.metrics.update(torch.stack(chunk).to(device), real=True)
+            else:
+                for im in chunk:
+                    self.metrics.update(im[None].to(device), real=True)
+        if self.real_key is not None:
+            self.metrics.save_real(self.real_key)
+        self.need_real = False
 
     @staticmethod
     def _reference_key(dataset) -> str | None:

@@ -1,4 +1,6 @@
-"""Log (input | output | target) grids of validation images every N epochs."""
+"""Image grids during training: (input | output | target) rows of validation images every N epochs
+(:class:`SampleGrid`), fixed-latent samples of generators (:class:`GeneratorGrid`), and the
+outputs of a test/evaluation run written as files (:class:`ImageWriter`)."""
 
 from pathlib import Path
 
@@ -15,10 +17,13 @@ class SampleGrid(L.Callback):
 
     :param every_n_epochs: log on epochs ``0, N, 2N, ...`` and on the last one.
     :param tile: side of each (centre-cropped) tile in pixels.
+    :param keys: the step outputs shown left to right (style transfer: content | style | output).
     """
 
-    def __init__(self, save_dir: str, every_n_epochs: int = 1, max_images: int = 4, tile: int = 128) -> None:
+    def __init__(self, save_dir: str, every_n_epochs: int = 1, max_images: int = 4, tile: int = 128,
+                 keys: tuple[str, ...] = ("source", "output", "target")) -> None:
         self.save_dir = Path(save_dir)
+        self.keys = tuple(keys)
         self.every_n_epochs, self.max_images, self.tile = max(1, every_n_epochs), max_images, tile
         self.rows: list = []
 
@@ -37,14 +42,14 @@ class SampleGrid(L.Callback):
             return
         for i in range(outputs["output"].shape[0]):
             if len(self.rows) < self.max_images:
-                self.rows.append([outputs[k][i].detach().cpu() for k in ("source", "output", "target")])
+                self.rows.append([outputs[k][i].detach().cpu() for k in self.keys])
 
     @rank_zero_only
     def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
         """Save the first test image's input, output and target (for comparison reports)."""
         if batch_idx != 0 or not isinstance(outputs, dict):
             return
-        for key in ("source", "output", "target"):
+        for key in self.keys:
             save_png(to_uint8(outputs[key][0]), self.save_dir / f"test_{key}.png")
 
     @rank_zero_only
@@ -56,5 +61,66 @@ class SampleGrid(L.Callback):
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):
                 logger.log_image(key="val/samples", images=[str(path)],
-                                 caption=["input | output | target"], step=trainer.global_step)
+                                 caption=[" | ".join(self.keys)], step=trainer.global_step)
         self.rows = []
+
+
+class GeneratorGrid(SampleGrid):
+    """Samples of a generator from fixed latent vectors (the module's ``grid_rows(seed)``), saved as
+    ``samples/gen_epochNNN.png`` and logged as ``val/samples`` every N epochs, so grids are comparable
+    over training; latent interpolation strips (``interpolation_rows()``) when training ends."""
+
+    def __init__(self, save_dir: str, every_n_epochs: int = 1, tile: int = 64, seed: int = 0) -> None:
+        super().__init__(save_dir, every_n_epochs, 0, tile, ("output",))
+        self.seed = seed
+
+    def on_validation_batch_end(self, *args, **kwargs) -> None:
+        pass
+
+    def on_test_batch_end(self, *args, **kwargs) -> None:
+        pass
+
+    def _save(self, trainer, rows, name: str, key: str, caption: str) -> None:
+        path = save_png(make_grid(rows, tile=self.tile), self.save_dir / name)
+        for logger in trainer.loggers:
+            if isinstance(logger, WandbLogger):
+                logger.log_image(key=key, images=[str(path)], caption=[caption], step=trainer.global_step)
+
+    @rank_zero_only
+    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        if self._active(trainer) and hasattr(pl_module, "grid_rows"):
+            self._save(trainer, pl_module.grid_rows(self.seed), f"gen_epoch{trainer.current_epoch:03d}.png",
+                       "val/samples", "fixed latents (one row per generator for a mixture)")
+
+    @rank_zero_only
+    def on_train_end(self, trainer, pl_module) -> None:
+        if hasattr(pl_module, "interpolation_rows"):
+            was_training = pl_module.training
+            pl_module.eval()  # BatchNorm: running statistics, and none updated
+            try:
+                self._save(trainer, pl_module.interpolation_rows(), "interpolation.png", "val/interpolation",
+                           "latent interpolation")
+            finally:
+                pl_module.train(was_training)
+
+
+class ImageWriter(L.Callback):
+    """Writes ``outputs["output"]`` of every test step as ``<save_dir>/<name>.png`` (restored images,
+    stylised pairs, generated samples), so an evaluation leaves its images in its run folder."""
+
+    def __init__(self, save_dir: str, max_images: int | None = None) -> None:
+        self.save_dir, self.max_images = Path(save_dir), max_images
+        self.written = 0
+
+    def on_test_epoch_start(self, trainer, pl_module) -> None:
+        self.written = 0
+
+    @rank_zero_only
+    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        if not isinstance(outputs, dict) or "output" not in outputs or "name" not in batch:
+            return
+        for image, name in zip(outputs["output"], batch["name"]):
+            if self.max_images is not None and self.written >= self.max_images:
+                return
+            save_png(to_uint8(image.float()), self.save_dir / f"{Path(str(name)).stem}.png")
+            self.written += 1

@@ -8,8 +8,8 @@ import torch
 
 class Throughput(L.Callback):
     """Images per second over each window of ``window`` training batches (wall clock, synchronised
-    on CUDA), plus the epoch's mean. Images are counted from ``batch["target"]``, times the world
-    size."""
+    on CUDA), plus the epoch's mean. Images are counted from the batch's first tensor (``target``,
+    ``content``, ...), times the world size."""
 
     def __init__(self, window: int = 20) -> None:
         self.window = max(1, window)
@@ -27,7 +27,8 @@ class Throughput(L.Callback):
         self._images = self._epoch_images = 0
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        n = batch["target"].shape[0] * trainer.world_size
+        first = batch["target"] if "target" in batch else next(v for v in batch.values() if torch.is_tensor(v))
+        n = first.shape[0] * trainer.world_size
         self._images += n
         self._epoch_images += n
         if (batch_idx + 1) % self.window == 0:

@@ -36,3 +36,7 @@ def check(condition: bool, key: str, message: str) -> None:
     """Raise :class:`ConfigError` for ``key`` unless ``condition`` holds."""
     if not condition:
         raise ConfigError(key, message)
+
+
+class TrainingDiverged(FusionlabError, RuntimeError):
+    """A loss became NaN/Inf; training stopped before the bad step could touch the weights."""

@@ -1,0 +1,333 @@
+"""Unconditional generation (``task=generate``): ``approach=gan`` trains one generator against a
+discriminator; ``approach=gan_ensemble`` trains a mixture of K generators sharing one discriminator.
+
+Both reuse :class:`~fusionlab.approaches.adversarial.AdversarialModule` (manual optimisation, AMP and
+DDP rules, EMA, NaN guard). Evaluation draws samples from fixed, seeded latent vectors (the same
+samples in every epoch and run), logs FID/KID against the training set through the FID callback,
+and ``nn_distance`` (mean RMSE from each sample to its nearest training image) beside
+``nn_distance_train`` (training images to their nearest other training image): a generator that
+copies its training set has ``nn_distance`` far below ``nn_distance_train``.
+
+The mixture (MGAN-like, Hoang et al. 2018): sample ``i`` comes from generator ``k ~ pi``. Training
+gives each generator an equal share of the batch and weights the share's adversarial terms by
+``pi_k`` (the same objective as sampling ``k ~ pi``, with every generator trained at every step).
+``pi`` is fixed (``mixture_weights``, uniform by default) or learned (``learn_weights``: softmax
+logits trained by the generators' loss, with an entropy bonus ``loss_weights.entropy`` against
+collapse onto one generator). With ``loss_weights.cls > 0`` the discriminator has a classifier head
+that learns which generator made a sample and the generators are trained to be identifiable, which
+makes them specialise.
+"""
+
+import zlib
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fusionlab.approaches.adversarial import EMA, AdversarialModule
+from fusionlab.data.unpaired import seeded_latents
+from fusionlab.losses.adversarial import GANLoss, r1_penalty
+from fusionlab.metrics.generation import NearestTrainingDistance
+from fusionlab.utils.errors import ConfigError
+
+
+class GanGenerator(AdversarialModule):
+    """One generator ``G(z)`` (``latent_dim`` read from it) against ``D(x)`` (per-image logits)."""
+
+    LOSS_TERMS = ("adv", "r1")
+
+    def __init__(self, generator: nn.Module, discriminator: nn.Module, gan_loss: GANLoss, optimizer_g: Callable,
+                 optimizer_d: Callable, scheduler_g: Callable | None = None, scheduler_d: Callable | None = None,
+                 loss_weights: dict[str, float] | None = None, n_critic: int = 1, grad_clip: float | None = None,
+                 ema_decay: float | None = None, grid_samples: int = 64) -> None:
+        super().__init__(generator, discriminator, gan_loss, optimizer_g, optimizer_d, scheduler_g, scheduler_d,
+                         loss_weights, n_critic, grad_clip, ema_decay)
+        self.latent_dim = int(generator.latent_dim)
+        self.grid_samples = int(grid_samples)
+        self.val_nn, self.test_nn = NearestTrainingDistance(), NearestTrainingDistance()
+        self.test_records: list[dict] = []
+
+    # ---- sampling ---------------------------------------------------------------------------
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.generator(z)
+
+    def example_input(self, channels: int, size: int) -> tuple[torch.Tensor, ...]:
+        """FLOPs are per generated image (at the generator's own size)."""
+        return (torch.zeros(1, self.latent_dim, device=self.device),)
+
+    def latents(self, indices: torch.Tensor, seed: int) -> torch.Tensor:
+        return seeded_latents(indices.cpu(), seed, self.latent_dim).to(self.device)
+
+    @torch.no_grad()
+    def sample_latents(self, z: torch.Tensor, indices: torch.Tensor | None = None, seed: int = 0) -> torch.Tensor:
+        """Images of the inference (EMA) generator for latents ``z``."""
+        return self.inference_generator(z)
+
+    def grid_rows(self, seed: int) -> list[list[torch.Tensor]]:
+        """Rows of fixed-latent samples for the sample-grid callback (square-ish)."""
+        n = self.grid_samples
+        z = self.latents(torch.arange(n), seed)
+        images = self.sample_latents(z, torch.arange(n), seed).cpu()
+        cols = max(1, int(round(n ** 0.5)))
+        return [list(images[i : i + cols]) for i in range(0, n, cols)]
+
+    @torch.no_grad()
+    def interpolation_rows(self, pairs: int = 4, steps: int = 8, seed: int = 7) -> list[list[torch.Tensor]]:
+        """Latent interpolation strips (spherical) between fixed pairs of latents."""
+        z = self.latents(torch.arange(2 * pairs), seed)
+        rows = []
+        t = torch.linspace(0, 1, steps, device=self.device)
+        for p in range(pairs):
+            a, b = z[2 * p], z[2 * p + 1]
+            omega = torch.arccos((F.normalize(a, dim=0) * F.normalize(b, dim=0)).sum().clamp(-1 + 1e-6, 1 - 1e-6))
+            path = (torch.sin((1 - t) * omega)[:, None] * a + torch.sin(t * omega)[:, None] * b) / torch.sin(omega)
+            rows.append(list(self.interpolate_images(path).cpu()))
+        return rows
+
+    def interpolate_images(self, z: torch.Tensor) -> torch.Tensor:
+        return self.inference_generator(z)
+
+    # ---- training terms -----------------------------------------------------------------------
+    def generate(self, batch: dict) -> tuple[torch.Tensor, dict]:
+        real = batch["target"]
+        z = torch.randn(real.shape[0], self.latent_dim, device=real.device, dtype=real.dtype)
+        return self.generator(z), {}
+
+    def _d_forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if hasattr(self.discriminator, "forward_features"):
+            return self.discriminator.forward_features(images)
+        return self.discriminator(images), None
+
+    def fake_d_loss(self, fake_pred: torch.Tensor, ctx: dict) -> torch.Tensor:
+        return self.gan_loss(fake_pred, real=False)
+
+    def d_terms(self, batch: dict, fake: torch.Tensor, ctx: dict) -> tuple[dict, dict]:
+        real = batch["target"]
+        n = real.shape[0]
+        images = torch.cat([real, fake.to(real.dtype)])
+        use_r1 = self.weight("r1") > 0
+        if use_r1:
+            images = images.detach().requires_grad_(True)
+        logits, cls = self._d_forward(images)
+        real_pred, fake_pred = logits[:n], logits[n:]
+        terms = {"adv": self.gan_loss(real_pred, real=True) + self.fake_d_loss(fake_pred, ctx)}
+        if use_r1:
+            terms["r1"] = 0.5 * r1_penalty(real_pred, images)
+        terms.update(self.extra_d_terms(cls[n:] if cls is not None else None, ctx))
+        return terms, {"d_real": real_pred.detach().float().mean(), "d_fake": fake_pred.detach().float().mean()}
+
+    def extra_d_terms(self, fake_cls: torch.Tensor | None, ctx: dict) -> dict:
+        return {}
+
+    def g_terms(self, batch: dict, fake: torch.Tensor, ctx: dict) -> dict[str, torch.Tensor]:
+        logits, _ = self._d_forward(fake)
+        return {"adv": self.gan_loss.generator(logits)}
+
+    # ---- evaluation ---------------------------------------------------------------------------
+    def _reference(self) -> torch.Tensor | None:
+        dm = getattr(self.trainer, "datamodule", None)
+        return torch.stack(dm.reference_images()[0]) if dm is not None and hasattr(dm, "reference_images") else None
+
+    def _eval_start(self, metric: NearestTrainingDistance) -> None:
+        if metric.reference is None:
+            ref = self._reference()
+            if ref is not None:
+                metric.set_reference(ref.to(self.device))
+
+    def _eval_step(self, batch: dict, stage: str) -> dict:
+        seed = int(batch["seed"][0])
+        z = self.latents(batch["index"], seed)
+        images = self.sample_latents(z, batch["index"], seed).float().clamp(0, 1)
+        metric = self.val_nn if stage == "val" else self.test_nn
+        if metric.reference is not None:
+            metric.update(images)
+        if stage == "test" and metric.reference is not None:
+            from fusionlab.metrics.generation import nearest_distance
+
+            d = nearest_distance(images, metric.reference)
+            self.test_records += [{"image": n, "nn_distance": float(v)} for n, v in zip(batch["name"], d)]
+        return {"output": images, "name": batch["name"]}
+
+    def _eval_end(self, metric: NearestTrainingDistance, stage: str) -> None:
+        if metric.reference is None:
+            return
+        self.log_dict({f"{stage}/nn_distance": metric.compute(),
+                       f"{stage}/nn_distance_train": torch.tensor(metric.reference_spacing)})
+        metric.reset()
+
+    def on_validation_epoch_start(self) -> None:
+        self._eval_start(self.val_nn)
+
+    def validation_step(self, batch: dict, batch_idx: int) -> dict:
+        with torch.no_grad():
+            return self._eval_step(batch, "val")
+
+    def on_validation_epoch_end(self) -> None:
+        self._eval_end(self.val_nn, "val")
+
+    def on_test_epoch_start(self) -> None:
+        self.test_records = []
+        self._eval_start(self.test_nn)
+
+    def test_step(self, batch: dict, batch_idx: int) -> dict:
+        with torch.no_grad():
+            return self._eval_step(batch, "test")
+
+    def on_test_epoch_end(self) -> None:
+        self._eval_end(self.test_nn, "test")
+
+    @torch.no_grad()
+    def write_inference(self, datamodule, out_dir: str | Path, options: dict) -> dict:
+        """Sample grid and latent interpolation strips (the samples themselves are written by the
+        image-writer callback during test)."""
+        from fusionlab.reporting.grid import make_grid, save_png
+
+        out = Path(out_dir)
+        tile = max(64, int(datamodule.image_size))
+        grid = save_png(make_grid(self.grid_rows(datamodule.seed + 1), tile=tile), out / "samples_grid.png")
+        strips = save_png(make_grid(self.interpolation_rows(), tile=tile), out / "interpolation.png")
+        return {"samples_grid": str(grid), "interpolation": str(strips)}
+
+
+class GanEnsemble(GanGenerator):
+    """A mixture of ``num_generators`` generators (each built by the ``generator`` factory, so each has
+    its own random initialisation) sharing one discriminator.
+
+    :param mixture_weights: sampling probability per generator (normalised); null = uniform.
+    :param learn_weights: learn the mixture weights (softmax logits) with the generators' loss.
+    """
+
+    LOSS_TERMS = ("adv", "r1", "cls", "entropy")
+
+    def __init__(self, generator: Callable[[], nn.Module], discriminator: nn.Module, gan_loss: GANLoss,
+                 optimizer_g: Callable, optimizer_d: Callable, num_generators: int = 3,
+                 mixture_weights: Sequence[float] | None = None, learn_weights: bool = False,
+                 scheduler_g: Callable | None = None, scheduler_d: Callable | None = None,
+                 loss_weights: dict[str, float] | None = None, n_critic: int = 1, grad_clip: float | None = None,
+                 ema_decay: float | None = None, grid_samples: int = 8) -> None:
+        if int(num_generators) < 1:
+            raise ConfigError("approach.num_generators", f"must be >= 1, got {num_generators}")
+        members = nn.ModuleList([generator() for _ in range(int(num_generators))])
+        latent = {int(m.latent_dim) for m in members}
+        super().__init__(members[0], discriminator, gan_loss, optimizer_g, optimizer_d, scheduler_g, scheduler_d,
+                         loss_weights, n_critic, grad_clip, None, grid_samples)
+        self.generator = members  # all K are trained by optimizer_g
+        self.latent_dim = latent.pop()
+        self.num_generators = len(members)
+        if self.weight("cls") > 0 and getattr(getattr(discriminator, "classifier", None), "out_channels", 0) != len(
+                members):
+            raise ConfigError("approach.discriminator.num_classes", f"must equal num_generators ({len(members)}) "
+                              f"when loss_weights.cls > 0")
+        if mixture_weights is None:
+            mixture_weights = [1.0] * len(members)
+        w = torch.tensor([float(v) for v in mixture_weights])
+        if len(w) != len(members) or (w < 0).any() or w.sum() <= 0:
+            raise ConfigError("approach.mixture_weights", f"need {len(members)} weights >= 0 with a positive sum, "
+                              f"got {list(mixture_weights)}")
+        logits = (w / w.sum()).clamp_min(1e-8).log()
+        self.learn_weights = bool(learn_weights)
+        if self.learn_weights:
+            self.mixture_logits = nn.Parameter(logits)
+        else:
+            self.register_buffer("mixture_logits", logits)
+        self.ema = EMA(self.generator, ema_decay) if ema_decay is not None else None
+
+    @property
+    def mixture_probs(self) -> torch.Tensor:
+        return torch.softmax(self.mixture_logits.float(), dim=0)
+
+    def generator_parameters(self):
+        params = list(self.generator.parameters())
+        return params + [self.mixture_logits] if self.learn_weights else params
+
+    # ---- sampling ---------------------------------------------------------------------------
+    def run_members(self, members: nn.ModuleList, z: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        """Sample ``i`` from member ``k[i]``: each member runs once, on its own rows."""
+        out = None
+        for j, member in enumerate(members):
+            rows = (k == j).nonzero().flatten()
+            if rows.numel() == 0:
+                continue
+            images = member(z[rows])
+            if out is None:
+                out = images.new_empty((z.shape[0], *images.shape[1:]))
+            out[rows] = images
+        return out
+
+    def choose(self, indices: torch.Tensor, seed: int) -> torch.Tensor:
+        """The generator of evaluation sample ``i`` of stream ``seed``: ``k ~ pi``, seeded per index."""
+        u = torch.tensor([zlib.crc32(f"{seed}:{i}:k".encode()) / 2**32 for i in indices.tolist()])
+        cdf = torch.cumsum(self.mixture_probs.detach().cpu(), 0)
+        return torch.searchsorted(cdf, u.clamp(max=float(cdf[-1]) - 1e-7)).to(self.device)
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``n`` samples of the mixture and the generator each came from."""
+        k = torch.multinomial(self.mixture_probs.detach().cpu(), n, replacement=True, generator=generator)
+        z = torch.randn(n, self.latent_dim, generator=generator)
+        return self.run_members(self._members(), z.to(self.device), k.to(self.device)), k
+
+    def _members(self) -> nn.ModuleList:
+        return self.ema.module if self.ema is not None else self.generator
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        k = torch.arange(z.shape[0], device=z.device) % self.num_generators
+        return self.run_members(self.generator, z, k)
+
+    def example_input(self, channels: int, size: int) -> tuple[torch.Tensor, ...]:
+        return (torch.zeros(1, self.latent_dim, device=self.device),)  # one sample: one member runs
+
+    @torch.no_grad()
+    def sample_latents(self, z: torch.Tensor, indices: torch.Tensor | None = None, seed: int = 0) -> torch.Tensor:
+        k = self.choose(indices if indices is not None else torch.arange(z.shape[0]), seed)
+        return self.run_members(self._members(), z, k)
+
+    def grid_rows(self, seed: int) -> list[list[torch.Tensor]]:
+        """One row per generator, all on the same fixed latents: what each member draws."""
+        z = self.latents(torch.arange(self.grid_samples), seed)
+        with torch.no_grad():
+            return [list(m(z).cpu()) for m in self._members()]
+
+    def interpolate_images(self, z: torch.Tensor) -> torch.Tensor:
+        return self._members()[0](z)
+
+    # ---- training ---------------------------------------------------------------------------
+    def generate(self, batch: dict) -> tuple[torch.Tensor, dict]:
+        real = batch["target"]
+        n = real.shape[0]
+        k = torch.arange(n, device=real.device) % self.num_generators  # equal shares (see module doc)
+        z = torch.randn(n, self.latent_dim, device=real.device, dtype=real.dtype)
+        return self.run_members(self.generator, z, k), {"k": k}
+
+    def _share_weights(self, k: torch.Tensor) -> torch.Tensor:
+        """Per-sample weights ``pi_k / share_k``: summing them over a batch gives the pi-mixture mean."""
+        counts = torch.bincount(k, minlength=self.num_generators).clamp_min(1).float()
+        return (self.mixture_probs / counts)[k]
+
+    def fake_d_loss(self, fake_pred: torch.Tensor, ctx: dict) -> torch.Tensor:
+        w = self._share_weights(ctx["k"]).detach()
+        return (w * self.gan_loss(fake_pred, real=False, reduce=False)).sum()
+
+    def extra_d_terms(self, fake_cls: torch.Tensor | None, ctx: dict) -> dict:
+        if fake_cls is None or self.weight("cls") == 0:
+            return {}
+        return {"cls": F.cross_entropy(fake_cls.float(), ctx["k"])}
+
+    def g_terms(self, batch: dict, fake: torch.Tensor, ctx: dict) -> dict[str, torch.Tensor]:
+        logits, cls = self._d_forward(fake)
+        w = self._share_weights(ctx["k"])
+        if not self.learn_weights:
+            w = w.detach()
+        terms = {"adv": (w * self.gan_loss(logits, real=True, for_discriminator=False, reduce=False)).sum()}
+        if cls is not None and self.weight("cls") > 0:
+            terms["cls"] = F.cross_entropy(cls.float(), ctx["k"])
+        if self.learn_weights and self.weight("entropy") > 0:
+            p = self.mixture_probs
+            terms["entropy"] = (p * p.clamp_min(1e-8).log()).sum()  # negative entropy: minimised
+        return terms
+
+    def on_train_epoch_end(self) -> None:
+        super().on_train_epoch_end()
+        self.log_dict({f"train/mixture_weight_{j}": p for j, p in enumerate(self.mixture_probs.detach())})

@@ -1,0 +1,39 @@
+"""DCGAN generator (Radford et al. 2016): a latent vector to a ``image_size`` image in [0, 1].
+
+A 4x4 transposed conv from the latent, then stride-2 transposed convs (BatchNorm + ReLU) doubling
+the resolution up to ``image_size``; the depth follows from the size. The matching discriminator
+is :class:`fusionlab.models.discriminators.DCGANDiscriminator`.
+"""
+
+import math
+
+import torch
+from torch import nn
+from torch.nn.utils.parametrizations import spectral_norm as _sn
+
+from fusionlab.models.discriminators import check_image_size
+
+
+class DCGANGenerator(nn.Module):
+    """:param width: channels of the last hidden layer; layer ``i`` from the end has ``width * 2**i``
+    (capped at ``8 * width``). :param spectral_norm: wrap the convs (SN-GAN style generator)."""
+
+    def __init__(self, latent_dim: int = 64, channels: int = 1, image_size: int = 32, width: int = 64,
+                 spectral_norm: bool = False) -> None:
+        super().__init__()
+        check_image_size(image_size)
+        self.latent_dim, self.channels, self.image_size = latent_dim, channels, image_size
+        n_up = int(math.log2(image_size)) - 2  # 4x4 -> image_size
+        wrap = _sn if spectral_norm else (lambda m: m)
+        c = width * min(2 ** (n_up - 1), 8) if n_up > 0 else width
+        layers: list[nn.Module] = [wrap(nn.ConvTranspose2d(latent_dim, c, 4, 1, 0, bias=False)),
+                                   nn.BatchNorm2d(c), nn.ReLU()]
+        for i in range(n_up - 1, 0, -1):
+            c_out = width * min(2 ** (i - 1), 8)
+            layers += [wrap(nn.ConvTranspose2d(c, c_out, 4, 2, 1, bias=False)), nn.BatchNorm2d(c_out), nn.ReLU()]
+            c = c_out
+        layers += [wrap(nn.ConvTranspose2d(c, channels, 4, 2, 1)), nn.Sigmoid()]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z.reshape(z.shape[0], self.latent_dim, 1, 1))
