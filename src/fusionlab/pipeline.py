@@ -13,11 +13,13 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from fusionlab.callbacks.checkpoint_config import CONFIG_KEY, ConfigInCheckpoint
+from fusionlab.callbacks.faults import RNGStateInCheckpoint, SaveOnSigterm
 from fusionlab.metrics.cost import count_parameters, flops_per_image
 from fusionlab.reporting.tables import print_eval_table
 from fusionlab.utils.errors import ConfigError, DataError
 from fusionlab.utils.hydra import check_complete, instantiate, instantiate_dict, to_plain
 from fusionlab.utils.io import atomic_write_json
+from fusionlab.utils.resume import previous_wandb_id, resolve_ckpt_path, wandb_reachable
 
 log = logging.getLogger("fusionlab")
 
@@ -69,6 +71,30 @@ def log_config(trainer: L.Trainer, cfg: DictConfig, extra: dict[str, Any]) -> No
         logger.log_hyperparams(hparams)
 
 
+def prepare_wandb(cfg: DictConfig, resume: bool) -> None:
+    """W&B settings decided before the logger exists: continue the run folder's W&B run when
+    resuming in it, and fall back to offline (one warning, seconds) when the server is unreachable."""
+    node = (cfg.get("logger") or {}).get("wandb")
+    if not node:
+        return
+    from omegaconf import open_dict
+
+    with open_dict(cfg):
+        if resume and node.get("id") is None:
+            run_id = previous_wandb_id(cfg.paths.output_dir)
+            if run_id:
+                node.id, node.resume = run_id, "allow"
+                log.info("continuing W&B run %s", run_id)
+        if str(node.get("mode", "offline")) == "online":
+            problem = wandb_reachable()
+            if problem:
+                import warnings
+
+                warnings.warn(f"W&B {problem}: logging offline to {cfg.paths.output_dir}/wandb instead "
+                              f"(upload later with `wandb sync`)", stacklevel=2)
+                node.mode = "offline"
+
+
 def finish_wandb() -> None:
     """Close the W&B run so that the next multirun job never reuses it."""
     try:
@@ -88,14 +114,17 @@ def train(cfg: DictConfig) -> dict[str, float]:
     check_complete(cfg)
     L.seed_everything(cfg.seed, workers=True)
     out_dir = Path(cfg.paths.output_dir)
+    ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), out_dir)
+    prepare_wandb(cfg, resume=ckpt_path is not None)
     try:
         datamodule, model = build(cfg)
         saved = ConfigInCheckpoint(to_plain(cfg, resolve=False))
-        trainer = build_trainer(cfg, [saved], model)
+        faults = [RNGStateInCheckpoint(), SaveOnSigterm(str(out_dir / "checkpoints"))]
+        trainer = build_trainer(cfg, [saved, *faults], model)
         cost = model_cost(model, cfg)
         log_config(trainer, cfg, cost)
 
-        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=False)
         fit_time = time.perf_counter() - started
         val = {**_scalars(trainer.callback_metrics, "train/images_per_sec_epoch"),
                **_scalars(trainer.callback_metrics, "val/")}

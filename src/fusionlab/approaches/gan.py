@@ -182,12 +182,13 @@ class GanGenerator(AdversarialModule):
     def write_inference(self, datamodule, out_dir: str | Path, options: dict) -> dict:
         """Sample grid and latent interpolation strips (the samples themselves are written by the
         image-writer callback during test)."""
-        from fusionlab.reporting.grid import make_grid, save_png
+        from fusionlab.reporting.grid import enlarge, make_grid, save_png
 
         out = Path(out_dir)
         tile = max(64, int(datamodule.image_size))
-        grid = save_png(make_grid(self.grid_rows(datamodule.seed + 1), tile=tile), out / "samples_grid.png")
-        strips = save_png(make_grid(self.interpolation_rows(), tile=tile), out / "interpolation.png")
+        grid = save_png(make_grid(enlarge(self.grid_rows(datamodule.seed + 1), tile), tile=tile),
+                        out / "samples_grid.png")
+        strips = save_png(make_grid(enlarge(self.interpolation_rows(), tile), tile=tile), out / "interpolation.png")
         return {"samples_grid": str(grid), "interpolation": str(strips)}
 
 

@@ -8,7 +8,7 @@ import lightning as L
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 
-from fusionlab.reporting.grid import make_grid, save_png, to_uint8
+from fusionlab.reporting.grid import enlarge, make_grid, save_png, to_uint8
 
 
 class SampleGrid(L.Callback):
@@ -81,7 +81,7 @@ class GeneratorGrid(SampleGrid):
         pass
 
     def _save(self, trainer, rows, name: str, key: str, caption: str) -> None:
-        path = save_png(make_grid(rows, tile=self.tile), self.save_dir / name)
+        path = save_png(make_grid(enlarge(rows, self.tile), tile=self.tile), self.save_dir / name)
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):
                 logger.log_image(key=key, images=[str(path)], caption=[caption], step=trainer.global_step)

@@ -27,6 +27,8 @@ class Throughput(L.Callback):
         self._images = self._epoch_images = 0
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self._start is None:  # resumed mid-epoch: no epoch start was seen
+            self.on_train_epoch_start(trainer, pl_module)
         first = batch["target"] if "target" in batch else next(v for v in batch.values() if torch.is_tensor(v))
         n = first.shape[0] * trainer.world_size
         self._images += n

@@ -26,6 +26,14 @@ def to_uint8(image: torch.Tensor) -> np.ndarray:
     return a[0].numpy() if a.shape[0] == 1 else a.permute(1, 2, 0).numpy()
 
 
+def enlarge(rows: list[list[torch.Tensor]], tile: int) -> list[list[torch.Tensor]]:
+    """Images smaller than ``tile`` upscaled (nearest, integer factor) so small samples stay visible."""
+    def up(image: torch.Tensor) -> torch.Tensor:
+        factor = tile // max(image.shape[-2:])
+        return F.interpolate(image[None].float(), scale_factor=factor, mode="nearest")[0] if factor > 1 else image
+    return [[up(im) for im in row] for row in rows]
+
+
 def make_grid(rows: list[list[torch.Tensor]], tile: int = 128, gap: int = 2) -> np.ndarray:
     """A uint8 ``(H, W, 3)`` grid; each inner list is one row of ``(C, H, W)`` images in [0, 1]."""
     n_rows, n_cols = len(rows), max(len(r) for r in rows)

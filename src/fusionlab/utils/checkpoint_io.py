@@ -1,11 +1,14 @@
 """Checkpoints written atomically: a temporary file in the same folder, fsync, then rename."""
 
+import errno
 import os
 from pathlib import Path
 from typing import Any
 
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+
+from fusionlab.utils.errors import DataError
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -21,6 +24,12 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, path)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise DataError(path, "no space left on the device while writing this checkpoint; the "
+                                "previous checkpoint is intact (free space, then resume with ckpt_path=last)") from None
+            raise
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
