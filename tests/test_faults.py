@@ -81,6 +81,16 @@ def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 300) -> None:
         time.sleep(0.05)
 
 
+def _wait_wandb_service_exit(pid: int, timeout: float = 120) -> None:
+    """W&B's service process (``wandb-core --pid PID``) notices its parent's death by polling."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+        if f"--pid {pid}" not in ps:
+            return
+        time.sleep(0.5)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["sigkill", "sigterm"])
 def test_killed_run_resumes_in_its_folder_with_the_same_wandb_run_and_final_metrics(tmp_path, sig):
@@ -94,6 +104,7 @@ def test_killed_run_resumes_in_its_folder_with_the_same_wandb_run_and_final_metr
     time.sleep(0.5)
     proc.send_signal(sig)
     proc.wait(timeout=120)
+    _wait_wandb_service_exit(proc.pid)  # a requeued job starts long after; W&B refuses a run id in use
     assert not (run / "metrics.json").exists(), "the run was interrupted"
     first_id = previous_wandb_id(run)
     if sig == signal.SIGTERM:

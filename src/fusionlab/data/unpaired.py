@@ -92,7 +92,30 @@ class StylePairSet(Dataset):
         return list(self.styles), list(self.style_names)
 
 
-class StyleDataModule(L.LightningDataModule):
+class _Loaders(L.LightningDataModule):
+    """Train (shuffled, full batches) / val / test loaders over ``*_set`` of the subclass."""
+
+    num_workers = 0
+    pin_memory = False
+    batch_size = eval_batch_size = 1
+    train_set = val_set = test_set = None
+
+    def _loader(self, dataset, batch_size: int, shuffle: bool) -> DataLoader:
+        return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, drop_last=shuffle,
+                          num_workers=self.num_workers, pin_memory=self.pin_memory,
+                          persistent_workers=self.num_workers > 0)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, self.batch_size, True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, self.eval_batch_size, False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.test_set, self.eval_batch_size, False)
+
+
+class StyleDataModule(_Loaders):
     """Unpaired content and style images (``task=style``).
 
     Images are loaded once with the shorter side resized to ``load_size``. Training pairs random
@@ -152,20 +175,6 @@ class StyleDataModule(L.LightningDataModule):
         """Style images at ``load_size`` and their names (for style mixing at inference)."""
         return self._images("style")
 
-    def _loader(self, dataset, batch_size: int, shuffle: bool) -> DataLoader:
-        return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, drop_last=shuffle,
-                          num_workers=self.num_workers, pin_memory=self.pin_memory,
-                          persistent_workers=self.num_workers > 0)
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, self.batch_size, True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, self.eval_batch_size, False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader(self.test_set, self.eval_batch_size, False)
-
 
 # ---- generation -------------------------------------------------------------------------------
 class ImageSet(Dataset):
@@ -198,7 +207,7 @@ class LatentSet(Dataset):
         return {"index": index, "seed": self.seed, "name": self.names[index]}
 
 
-class GenerationDataModule(L.LightningDataModule):
+class GenerationDataModule(_Loaders):
     """Images to learn to generate (``task=generate``): a folder (``train_dir``) or scikit-image's
     ``lfw_subset`` faces (200 gray 25x25), resized (centre square) to ``image_size``.
 
@@ -210,7 +219,10 @@ class GenerationDataModule(L.LightningDataModule):
     def __init__(self, task=None, channels: int = 1, image_size: int = 32, batch_size: int = 64,
                  samples_per_epoch: int = 3200, train_dir: str | None = None, train_images: str | None = "lfw_subset",
                  val_samples: int = 200, test_samples: int = 1000, eval_batch_size: int = 100,
-                 num_workers: int = 0, pin_memory: bool = False, augment: bool = True) -> None:
+                 num_workers: int = 0, pin_memory: bool = False, augment: bool = True,
+                 patch_size: int | None = None) -> None:
+        """``patch_size`` is accepted and unused (generation trains on whole images), so that debug
+        configs shared with the restoration tasks apply."""
         super().__init__()
         check(channels in (1, 3), "data.channels", f"must be 1 (gray) or 3 (RGB), got {channels}")
         check(image_size >= 8 and not image_size & (image_size - 1), "data.image_size",
@@ -266,19 +278,6 @@ class GenerationDataModule(L.LightningDataModule):
         images = self.load()
         return list(images), list(self.image_names)
 
-    def _loader(self, dataset, batch_size: int, shuffle: bool) -> DataLoader:
-        return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, drop_last=shuffle,
-                          num_workers=self.num_workers, pin_memory=self.pin_memory,
-                          persistent_workers=self.num_workers > 0)
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, self.batch_size, True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, self.eval_batch_size, False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader(self.test_set, self.eval_batch_size, False)
 
 
 def seeded_latents(indices: torch.Tensor, seed: int, dim: int) -> torch.Tensor:
