@@ -61,7 +61,8 @@ def write_images(folder: Path, n: int, size: tuple[int, int] = (48, 64), channel
 
 def run_cli(args: list[str], timeout: int = 600, env: dict | None = None) -> subprocess.CompletedProcess:
     """Run ``python <args>`` from the project root as a user would."""
-    full_env = {**os.environ, "WANDB_MODE": "offline", "PYTHONUNBUFFERED": "1", **(env or {})}
+    inherited = {k: v for k, v in os.environ.items() if k != "WANDB_SERVICE"}  # a fresh W&B service, as a user has
+    full_env = {**inherited, "WANDB_MODE": "offline", "PYTHONUNBUFFERED": "1", **(env or {})}
     return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True,
                           timeout=timeout, env=full_env)
 

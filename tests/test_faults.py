@@ -69,7 +69,10 @@ def _start(run_dir: Path, extra: list[str]) -> subprocess.Popen:
     args = [sys.executable, "train.py", "debug=smoke", "extras.print_config=false", "logger=wandb",
             "trainer.deterministic=true", "trainer.max_epochs=3", "trainer.limit_train_batches=40",
             "trainer.limit_val_batches=2", "data.batch_size=8", f"hydra.run.dir={run_dir}", *extra]
-    env = {**os.environ, "WANDB_MODE": "offline", "PYTHONUNBUFFERED": "1"}
+    # own W&B service: an in-process test may have left WANDB_SERVICE pointing at the pytest
+    # process's service, which would still hold the killed run's id
+    env = {**{k: v for k, v in os.environ.items() if k != "WANDB_SERVICE"}, "WANDB_MODE": "offline",
+           "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
