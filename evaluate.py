@@ -1,14 +1,12 @@
 """Evaluate a checkpoint: ``python evaluate.py ckpt_path=RUN/checkpoints/best.ckpt [overrides]``."""
 
-from pathlib import Path
-
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from fusionlab.cli import run, setup_environment
 
-setup_environment(Path(__file__).parent)
+setup_environment(__file__)
 
 from fusionlab.pipeline import evaluate  # noqa: E402
 

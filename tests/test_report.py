@@ -78,3 +78,45 @@ def test_report_renders_in_headless_chromium(two_runs, tmp_path):
     subprocess.run([*flags, "--window-size=1300,1800", f"--screenshot={shot}", report.as_uri()],
                    capture_output=True, timeout=120)
     assert shot.is_file() and shot.stat().st_size > 20_000
+
+
+def _fake_run(root, name, seed, lr, psnr, out="x"):
+    from fusionlab.reporting.compare import load_run
+
+    config = {"seed": seed, "paths": {"output_dir": f"/{out}/{name}"}, "logger": {"wandb": {"id": name}},
+              "approach": {"_target_": "fusionlab.approaches.single.SingleModel",
+                           "net": {"_target_": "fusionlab.models.DnCNN", "width": 32},
+                           "optimizer": {"lr": lr}}}
+    run = root / name
+    run.mkdir(parents=True)
+    (run / "metrics.json").write_text(json.dumps({"test/psnr": psnr, "test/ssim": psnr / 100, "config": config}))
+    return load_run(run)
+
+
+def test_seeds_of_one_setting_aggregate_to_mean_and_sample_std(tmp_path):
+    import statistics
+
+    from fusionlab.reporting.compare import aggregate, label_settings
+
+    values = {1e-3: [30.0, 30.5, 31.0], 1e-4: [28.0, 29.0]}
+    runs = [_fake_run(tmp_path, f"lr{lr}_s{i}", seed=i, lr=lr, psnr=p, out=f"o{i}")
+            for lr, ps in values.items() for i, p in enumerate(ps)]
+    label_settings(runs)
+    assert {r.setting for r in runs} == {"optimizer.lr=0.001", "optimizer.lr=0.0001"}, "paths/logger/seed ignored"
+    rows = aggregate(runs)
+    assert [r["n"] for r in rows] == [3, 2]
+    assert rows[0]["psnr_mean"] == pytest.approx(30.5) and rows[0]["psnr_std"] == pytest.approx(0.5)
+    assert rows[1]["psnr_std"] == pytest.approx(statistics.stdev([28.0, 29.0]))
+    assert rows[1]["ssim_mean"] == pytest.approx(0.285) and rows[0]["fid_mean"] is None
+    report, _, _ = build_report([tmp_path], tmp_path / "out")
+    page = report.read_text()
+    assert "30.50 ± 0.50" in page and "3: 0, 1, 2" in page
+    assert json.loads((tmp_path / "out" / "report.json").read_text())["settings"][1]["n"] == 2
+
+
+def test_failed_sweep_jobs_are_listed_as_skipped(two_runs, tmp_path):
+    failed = tmp_path / "sweep" / "3"
+    failed.mkdir(parents=True)
+    (failed / "failed.json").write_text(json.dumps({"error": "ConfigError: task.sigma: must be >= 0"}))
+    _, runs, problems = build_report([two_runs, tmp_path / "sweep"], tmp_path / "out")
+    assert len(runs) == 2 and problems == [f"{failed}: job failed (ConfigError: task.sigma: must be >= 0)"]

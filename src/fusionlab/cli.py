@@ -1,8 +1,10 @@
 """What ``train.py`` and ``evaluate.py`` share: environment defaults, extras, one-line errors."""
 
+import json
 import logging
 import os
 import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,11 +17,22 @@ from fusionlab.utils.errors import FusionlabError
 log = logging.getLogger("fusionlab")
 
 
-def setup_environment(root: str | Path) -> None:
-    """Project root for configs' paths; W&B offline unless the user chose otherwise."""
-    os.environ.setdefault("FUSIONLAB_ROOT", str(Path(root).resolve()))
+def setup_environment(entry_file: str | Path) -> None:
+    """Project root for configs' paths; W&B offline unless the user chose otherwise; the entry
+    script's command for DDP child processes (started from joblib workers too, whose own
+    ``sys.argv`` is not the user's)."""
+    entry = Path(entry_file).resolve()
+    os.environ.setdefault("FUSIONLAB_ROOT", str(entry.parent))
     os.environ.setdefault("WANDB_MODE", "offline")
     os.environ.setdefault("WANDB_SILENT", "true")
+    if sys.argv and Path(sys.argv[0]).resolve() == entry:
+        from fusionlab.utils.sweep import ENTRY_ENV, config_location_args
+
+        os.environ[ENTRY_ENV] = json.dumps([str(entry), *config_location_args(sys.argv[1:])])
+    # conf/hydra/launcher/{joblib,submitit_slurm}.yaml are checked against the plugins' schemas of
+    # the same name (wanted: a typo in a launcher key fails); Hydra warns that this is deprecated.
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # imported by Optuna; chatty at INFO
+    warnings.filterwarnings("ignore", message="(?s).*is validated against ConfigStore schema with the same name")
 
 
 def print_config(cfg: DictConfig) -> None:
@@ -32,9 +45,14 @@ def print_config(cfg: DictConfig) -> None:
 
 def run(fn: Callable[..., Any], cfg: DictConfig, *args: Any) -> Any:
     """Run ``fn(cfg)``; a :class:`FusionlabError` (bad config or input) ends the process with one
-    line on stderr and exit status 2, nothing half-written."""
+    line on stderr and exit status 2, nothing half-written. In a multirun, a failing job is
+    recorded and returns ``None`` instead, so the sweep goes on (:mod:`fusionlab.utils.sweep`)."""
+    from fusionlab.utils.sweep import in_multirun, run_job
+
     if cfg.get("extras", {}).get("print_config", False):
         print_config(cfg)
+    if in_multirun():
+        return run_job(fn, cfg, *args)
     try:
         return fn(cfg, *args)
     except (FusionlabError, MissingMandatoryValue) as err:

@@ -19,6 +19,7 @@ from fusionlab.reporting.tables import print_eval_table
 from fusionlab.utils.errors import ConfigError, DataError
 from fusionlab.utils.hydra import check_complete, instantiate, instantiate_dict, to_plain
 from fusionlab.utils.io import atomic_write_json
+from fusionlab.utils.sweep import install_ddp_child_command
 from fusionlab.utils.resume import previous_wandb_id, resolve_ckpt_path, wandb_reachable
 
 log = logging.getLogger("fusionlab")
@@ -51,6 +52,7 @@ def build_trainer(cfg: DictConfig, extra_callbacks: list[L.Callback] = (), model
     callbacks = instantiate_dict(cfg.get("callbacks"), "callbacks") + list(extra_callbacks)
     loggers = instantiate_dict(cfg.get("logger"), "logger")
     extra = {}
+    install_ddp_child_command()  # DDP children of a multirun job run that job, in its folder
     if getattr(model, "ddp_find_unused_parameters", False) and cfg.trainer.get("strategy") == "ddp":
         # adversarial approaches: each backward reaches one network only (see approaches/adversarial.py)
         extra["strategy"] = "ddp_find_unused_parameters_true"
