@@ -34,6 +34,9 @@ def test_truncated_checkpoint_is_named_and_last_falls_back(tmp_path):
         assert resolve_ckpt_path("last", tmp_path) == str(good)
     with pytest.raises(ConfigError, match=r"^ckpt_path: last: no valid checkpoint"):
         resolve_ckpt_path("last", tmp_path / "elsewhere")
+    assert resolve_ckpt_path("auto", tmp_path / "elsewhere") is None, "auto: a first launch starts fresh"
+    with pytest.warns(UserWarning, match=r"last.ckpt: skipped"):
+        assert resolve_ckpt_path("auto", tmp_path) == str(good), "auto: a requeued job resumes"
     with pytest.raises(DataError, match=r"last.ckpt: truncated or corrupt"):  # through train()
         train(compose_cfg(tmp_path / "b", ["logger=csv", f"ckpt_path={last}"]))
     assert not (tmp_path / "b" / "metrics.json").exists()

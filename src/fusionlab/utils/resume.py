@@ -30,11 +30,18 @@ def resolve_ckpt_path(ckpt_path: str | None, run_dir: str | Path) -> str | None:
     """The checkpoint to resume from.
 
     ``last``: the newest valid ``*.ckpt`` in ``RUN/checkpoints`` (a truncated one is skipped with a
-    warning naming it); a path: that file, refused with a one-line error naming it when it is
-    missing or truncated.
+    warning naming it); ``auto``: the same, or a fresh start when the folder holds none (a
+    requeued SLURM job resumes, its first launch starts); a path: that file, refused with a
+    one-line error naming it when it is missing or truncated.
     """
     if ckpt_path in (None, ""):
         return None
+    if str(ckpt_path) == "auto":
+        folder = Path(run_dir) / "checkpoints"
+        if not any(folder.glob("*.ckpt")):
+            log.info("ckpt_path=auto: no checkpoint in %s, starting from scratch", folder)
+            return None
+        ckpt_path = "last"
     if str(ckpt_path) == "last":
         folder = Path(run_dir) / "checkpoints"
         candidates = sorted(folder.glob("*.ckpt"), key=lambda p: p.stat().st_mtime, reverse=True)
