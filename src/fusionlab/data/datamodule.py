@@ -10,7 +10,7 @@ from torch.utils.data import DataLoader
 from fusionlab.data.datasets import FullImageDataset, PatchDataset
 from fusionlab.data.images import GRAY_MODES, list_images, load_image, load_skimage
 from fusionlab.tasks.degradations import Degradation
-from fusionlab.utils.errors import ConfigError, DataError, check
+from fusionlab.utils.errors import ConfigError, DataError, as_int, check
 
 
 class ImageDataModule(L.LightningDataModule):
@@ -52,17 +52,17 @@ class ImageDataModule(L.LightningDataModule):
         gray: str = "luma",
     ) -> None:
         super().__init__()
-        check(channels in (1, 3), "data.channels", f"must be 1 (gray) or 3 (RGB), got {channels}")
-        check(int(patch_size) >= 8, "data.patch_size", f"must be an integer >= 8, got {patch_size}")
+        check(channels in (1, 3), "data.channels", f"must be 1 (gray) or 3 (RGB), got {channels!r}")
         check(gray in GRAY_MODES, "data.gray", f"must be one of {GRAY_MODES}, got {gray!r}")
-        check(batch_size >= 1, "data.batch_size", f"must be >= 1, got {batch_size}")
-        check(eval_batch_size >= 1, "data.eval_batch_size", f"must be >= 1, got {eval_batch_size}")
-        check(samples_per_epoch >= 1, "data.samples_per_epoch", f"must be >= 1, got {samples_per_epoch}")
-        check(num_workers >= 0, "data.num_workers", f"must be >= 0, got {num_workers}")
         self.task, self.gray = task, gray
-        self.channels, self.patch_size = int(channels), int(patch_size)
-        self.batch_size, self.eval_batch_size = int(batch_size), int(eval_batch_size)
-        self.samples_per_epoch, self.num_workers = int(samples_per_epoch), int(num_workers)
+        self.channels, self.patch_size = int(channels), as_int(patch_size, "data.patch_size", 8)
+        self.batch_size = as_int(batch_size, "data.batch_size", 1)
+        self.eval_batch_size = as_int(eval_batch_size, "data.eval_batch_size", 1)
+        self.samples_per_epoch = as_int(samples_per_epoch, "data.samples_per_epoch", 1)
+        check(self.samples_per_epoch >= self.batch_size, "data.samples_per_epoch",
+              f"must be >= data.batch_size ({self.batch_size}): training drops incomplete batches, got "
+              f"{self.samples_per_epoch}")
+        self.num_workers = as_int(num_workers, "data.num_workers", 0)
         self.pin_memory, self.augment = bool(pin_memory), bool(augment)
         self.cache_images, self.skip_bad_files = bool(cache_images), bool(skip_bad_files)
         self.sources = {
@@ -96,6 +96,9 @@ class ImageDataModule(L.LightningDataModule):
                                     f"skip such files ({err})", key) from None
                 bad.append(path.name)
                 continue
+            problem = self.task.check_size(*image.shape[-2:], "image")
+            if problem:
+                raise DataError(path, problem, key)
             if split == "train" and min(image.shape[-2:]) < self.patch_size:
                 raise DataError(path, f"image is {image.shape[-1]}x{image.shape[-2]}, smaller than "
                                 f"data.patch_size={self.patch_size}", key)
@@ -108,6 +111,9 @@ class ImageDataModule(L.LightningDataModule):
         return images, names
 
     def setup(self, stage: str | None = None) -> None:
+        problem = self.task.check_size(self.patch_size, self.patch_size, f"data.patch_size={self.patch_size}")
+        if problem and stage in ("fit", None):
+            raise ConfigError("task.scale", f"{problem}: raise data.patch_size or lower task.scale")
         if stage in ("fit", None) and self.train_set is None:
             images, names = self.load_split("train")
             for image, name in zip(images, names):

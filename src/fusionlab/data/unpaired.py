@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from fusionlab.data.datasets import random_crop_augment
 from fusionlab.data.images import list_images, load_image, load_skimage
-from fusionlab.utils.errors import ConfigError, DataError, check
+from fusionlab.utils.errors import ConfigError, DataError, as_int, check
 
 
 def resize_short_side(image: torch.Tensor, size: int) -> torch.Tensor:
@@ -131,20 +131,23 @@ class StyleDataModule(_Loaders):
                  val_pairs: int = 8, test_pairs: int | None = None, eval_batch_size: int = 4,
                  num_workers: int = 0, pin_memory: bool = False, augment: bool = True) -> None:
         super().__init__()
-        check(channels in (1, 3), "data.channels", f"must be 1 (gray) or 3 (RGB), got {channels}")
-        check(int(patch_size) >= 16, "data.patch_size", f"must be an integer >= 16, got {patch_size}")
-        check(int(load_size) >= int(patch_size), "data.load_size", f"must be >= data.patch_size ({patch_size}), "
-              f"got {load_size}")
-        check(int(eval_size) >= 16, "data.eval_size", f"must be >= 16, got {eval_size}")
-        check(batch_size >= 1, "data.batch_size", f"must be >= 1, got {batch_size}")
-        check(samples_per_epoch >= 1, "data.samples_per_epoch", f"must be >= 1, got {samples_per_epoch}")
-        check(val_pairs >= 1, "data.val_pairs", f"must be >= 1, got {val_pairs}")
-        check(test_pairs is None or test_pairs >= 1, "data.test_pairs", f"must be >= 1 or null, got {test_pairs}")
+        check(channels in (1, 3), "data.channels", f"must be 1 (gray) or 3 (RGB), got {channels!r}")
         self.task, self.channels = task, int(channels)
-        self.patch_size, self.load_size, self.eval_size = int(patch_size), int(load_size), int(eval_size)
-        self.batch_size, self.eval_batch_size = int(batch_size), int(eval_batch_size)
-        self.samples_per_epoch, self.num_workers, self.pin_memory = int(samples_per_epoch), int(num_workers), pin_memory
-        self.val_pairs, self.test_pairs, self.augment = int(val_pairs), test_pairs, augment
+        self.patch_size = as_int(patch_size, "data.patch_size", 16)
+        self.load_size = as_int(load_size, "data.load_size", 1)
+        check(self.load_size >= self.patch_size, "data.load_size",
+              f"must be >= data.patch_size ({self.patch_size}), got {load_size!r}")
+        self.eval_size = as_int(eval_size, "data.eval_size", 16)
+        self.batch_size = as_int(batch_size, "data.batch_size", 1)
+        self.eval_batch_size = as_int(eval_batch_size, "data.eval_batch_size", 1)
+        self.samples_per_epoch = as_int(samples_per_epoch, "data.samples_per_epoch", 1)
+        check(self.samples_per_epoch >= self.batch_size, "data.samples_per_epoch",
+              f"must be >= data.batch_size ({self.batch_size}): training drops incomplete batches, got "
+              f"{self.samples_per_epoch}")
+        self.num_workers, self.pin_memory = as_int(num_workers, "data.num_workers", 0), pin_memory
+        self.val_pairs = as_int(val_pairs, "data.val_pairs", 1)
+        self.test_pairs = as_int(test_pairs, "data.test_pairs", 1, allow_none=True)
+        self.augment = augment
         self.dirs = {"content": (content_dir, content_images), "style": (style_dir, style_images)}
         self.seed = getattr(task, "eval_seed", 0)
         self.loaded: dict[str, tuple[list, list[str]]] = {}
@@ -224,18 +227,21 @@ class GenerationDataModule(_Loaders):
         """``patch_size`` is accepted and unused (generation trains on whole images), so that debug
         configs shared with the restoration tasks apply."""
         super().__init__()
-        check(channels in (1, 3), "data.channels", f"must be 1 (gray) or 3 (RGB), got {channels}")
-        check(image_size >= 8 and not image_size & (image_size - 1), "data.image_size",
-              f"must be a power of two >= 8 (32, 64, 128), got {image_size}")
-        check(batch_size >= 1, "data.batch_size", f"must be >= 1, got {batch_size}")
-        check(samples_per_epoch >= 1, "data.samples_per_epoch", f"must be >= 1, got {samples_per_epoch}")
-        check(val_samples >= 1, "data.val_samples", f"must be >= 1, got {val_samples}")
-        check(test_samples >= 1, "data.test_samples", f"must be >= 1, got {test_samples}")
-        self.task, self.channels, self.image_size = task, int(channels), int(image_size)
-        self.batch_size, self.eval_batch_size = int(batch_size), int(eval_batch_size)
-        self.samples_per_epoch, self.num_workers, self.pin_memory = int(samples_per_epoch), int(num_workers), pin_memory
+        check(channels in (1, 3), "data.channels", f"must be 1 (gray) or 3 (RGB), got {channels!r}")
+        self.task, self.channels = task, int(channels)
+        self.image_size = as_int(image_size, "data.image_size", 8)
+        check(not self.image_size & (self.image_size - 1), "data.image_size",
+              f"must be a power of two >= 8 (32, 64, 128), got {image_size!r}")
+        self.batch_size = as_int(batch_size, "data.batch_size", 1)
+        self.eval_batch_size = as_int(eval_batch_size, "data.eval_batch_size", 1)
+        self.samples_per_epoch = as_int(samples_per_epoch, "data.samples_per_epoch", 1)
+        check(self.samples_per_epoch >= self.batch_size, "data.samples_per_epoch",
+              f"must be >= data.batch_size ({self.batch_size}): training drops incomplete batches, got "
+              f"{self.samples_per_epoch}")
+        self.num_workers, self.pin_memory = as_int(num_workers, "data.num_workers", 0), pin_memory
+        self.val_samples = as_int(val_samples, "data.val_samples", 1)
+        self.test_samples = as_int(test_samples, "data.test_samples", 1)
         self.train_dir, self.train_images, self.augment = train_dir, train_images, augment
-        self.val_samples, self.test_samples = int(val_samples), int(test_samples)
         self.seed = getattr(task, "eval_seed", 0)
         self.images: torch.Tensor | None = None
         self.image_names: list[str] = []

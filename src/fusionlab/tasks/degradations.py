@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from fusionlab.utils.errors import check
+from fusionlab.utils.errors import as_float, as_int, check
 
 
 class Degradation:
@@ -35,6 +35,10 @@ class Degradation:
     def describe(self) -> dict:
         return {"name": self.name}
 
+    def check_size(self, height: int, width: int, what: str) -> str | None:
+        """None when an image of this size can be degraded, else why not (for the caller's error)."""
+        return None
+
 
 class GaussianNoise(Degradation):
     """Additive white Gaussian noise, ``sigma`` on the 0-255 scale (the DnCNN protocol).
@@ -49,12 +53,12 @@ class GaussianNoise(Degradation):
         self, sigma: float | Sequence[float] = 25.0, clip: bool = False, eval_seed: int = 0
     ) -> None:
         super().__init__(eval_seed)
-        if isinstance(sigma, (int, float)):
-            lo = hi = float(sigma)
+        if isinstance(sigma, (int, float)) and not isinstance(sigma, bool):
+            lo = hi = as_float(sigma, "task.sigma")
         else:
-            sig = list(sigma)
-            check(len(sig) == 2, "task.sigma", f"expected a number or [lo, hi], got {sig}")
-            lo, hi = float(sig[0]), float(sig[1])
+            check(isinstance(sigma, Sequence) and not isinstance(sigma, str) and len(sigma) == 2, "task.sigma",
+                  f"expected a number or [lo, hi], got {sigma!r}")
+            lo, hi = as_float(sigma[0], "task.sigma"), as_float(sigma[1], "task.sigma")
         check(0 <= lo <= hi, "task.sigma", f"noise level must satisfy 0 <= lo <= hi, got {sigma}")
         self.lo, self.hi, self.clip = lo, hi, bool(clip)
 
@@ -85,8 +89,7 @@ class BicubicDownscale(Degradation):
 
     def __init__(self, scale: int = 2, quantize: bool = True, eval_seed: int = 0) -> None:
         super().__init__(eval_seed)
-        check(int(scale) == scale and scale >= 2, "task.scale", f"must be an integer >= 2, got {scale}")
-        self.scale, self.quantize = int(scale), bool(quantize)
+        self.scale, self.quantize = as_int(scale, "task.scale", 2), bool(quantize)
 
     def __call__(self, clean, generator=None):
         s = self.scale
@@ -102,3 +105,8 @@ class BicubicDownscale(Degradation):
 
     def describe(self):
         return {"name": self.name, "scale": self.scale}
+
+    def check_size(self, height: int, width: int, what: str) -> str | None:
+        if min(height, width) < self.scale:
+            return f"{what} is {width}x{height}, smaller than task.scale={self.scale}"
+        return None
