@@ -11,7 +11,6 @@ real FID/KID.
 """
 
 import argparse
-from pathlib import Path
 
 from common import ROOT, machine, run_train, write_results
 

@@ -1,7 +1,5 @@
 """FID/KID: the Inception port, the input contract, the cache, the skip path, the proxy."""
 
-import json
-import warnings
 
 import pytest
 import torch

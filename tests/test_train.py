@@ -9,7 +9,7 @@ import torch
 
 from fusionlab.pipeline import evaluate, load_checkpoint_config, train
 from fusionlab.utils.errors import ConfigError, DataError
-from tests.helpers import SHARED, compose_cfg, groups_of, needs_gpu, needs_shared, write_images
+from tests.helpers import SHARED, compose_cfg, groups_of, needs_gpu, write_images
 
 EXPERIMENTS = sorted(p.stem for p in (Path(__file__).parents[1] / "conf" / "experiment").glob("*.yaml"))
 
@@ -94,7 +94,7 @@ def test_experiments_accept_any_backbone(tmp_path, experiment, model):
 
 def test_evaluate_matches_training_test_and_applies_overrides(tmp_path):
     write_images(tmp_path / "imgs", 4, size=(40, 40))
-    data = [f"data=folder", f"data.train_dir={tmp_path / 'imgs'}", f"data.val_dir={tmp_path / 'imgs'}",
+    data = ["data=folder", f"data.train_dir={tmp_path / 'imgs'}", f"data.val_dir={tmp_path / 'imgs'}",
             "logger=csv", "model=unet"]
     train_metrics = train(compose_cfg(tmp_path / "run", data))
     ckpt = tmp_path / "run" / "checkpoints" / "best.ckpt"

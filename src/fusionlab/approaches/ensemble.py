@@ -10,7 +10,7 @@ from fusionlab.approaches.base import RestorationModule, make_optimizers
 from fusionlab.fusion.members import MemberBank
 from fusionlab.fusion.operators import WeightMeter, build_fusion
 from fusionlab.losses.reconstruction import per_sample_loss
-from fusionlab.utils.errors import ConfigError, DataError, check
+from fusionlab.utils.errors import DataError, check
 
 MODES = ("joint", "two_stage")
 

@@ -4,10 +4,9 @@ import functools
 import warnings
 from collections.abc import Sequence
 import lightning as L
-import torch
 from torch.utils.data import DataLoader
 
-from fusionlab.data.datasets import FullImageDataset, PatchDataset
+from fusionlab.data.datasets import FullImageDataset, PatchDataset, loader_sizes
 from fusionlab.data.images import GRAY_MODES, list_images, load_image, load_skimage
 from fusionlab.tasks.degradations import Degradation
 from fusionlab.utils.errors import ConfigError, DataError, as_int, check
@@ -56,13 +55,8 @@ class ImageDataModule(L.LightningDataModule):
         check(gray in GRAY_MODES, "data.gray", f"must be one of {GRAY_MODES}, got {gray!r}")
         self.task, self.gray = task, gray
         self.channels, self.patch_size = int(channels), as_int(patch_size, "data.patch_size", 8)
-        self.batch_size = as_int(batch_size, "data.batch_size", 1)
-        self.eval_batch_size = as_int(eval_batch_size, "data.eval_batch_size", 1)
-        self.samples_per_epoch = as_int(samples_per_epoch, "data.samples_per_epoch", 1)
-        check(self.samples_per_epoch >= self.batch_size, "data.samples_per_epoch",
-              f"must be >= data.batch_size ({self.batch_size}): training drops incomplete batches, got "
-              f"{self.samples_per_epoch}")
-        self.num_workers = as_int(num_workers, "data.num_workers", 0)
+        self.batch_size, self.eval_batch_size, self.samples_per_epoch, self.num_workers = loader_sizes(
+            batch_size, eval_batch_size, samples_per_epoch, num_workers)
         self.pin_memory, self.augment = bool(pin_memory), bool(augment)
         self.cache_images, self.skip_bad_files = bool(cache_images), bool(skip_bad_files)
         self.sources = {

@@ -10,6 +10,18 @@ import torch
 from torch.utils.data import Dataset
 
 from fusionlab.tasks.degradations import Degradation
+from fusionlab.utils.errors import as_int, check
+
+
+def loader_sizes(batch_size: object, eval_batch_size: object, samples_per_epoch: object,
+                 num_workers: object) -> tuple[int, int, int, int]:
+    """The data modules' loader settings, validated: one-line errors naming the ``data.`` key."""
+    batch = as_int(batch_size, "data.batch_size", 1)
+    samples = as_int(samples_per_epoch, "data.samples_per_epoch", 1)
+    check(samples >= batch, "data.samples_per_epoch",
+          f"must be >= data.batch_size ({batch}): training drops incomplete batches, got {samples}")
+    return (batch, as_int(eval_batch_size, "data.eval_batch_size", 1), samples,
+            as_int(num_workers, "data.num_workers", 0))
 
 
 def random_crop_augment(image: torch.Tensor, patch_size: int, augment: bool) -> torch.Tensor:

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from fusionlab.data.datasets import random_crop_augment
+from fusionlab.data.datasets import loader_sizes, random_crop_augment
 from fusionlab.data.images import list_images, load_image, load_skimage
 from fusionlab.utils.errors import ConfigError, DataError, as_int, check
 
@@ -138,13 +138,9 @@ class StyleDataModule(_Loaders):
         check(self.load_size >= self.patch_size, "data.load_size",
               f"must be >= data.patch_size ({self.patch_size}), got {load_size!r}")
         self.eval_size = as_int(eval_size, "data.eval_size", 16)
-        self.batch_size = as_int(batch_size, "data.batch_size", 1)
-        self.eval_batch_size = as_int(eval_batch_size, "data.eval_batch_size", 1)
-        self.samples_per_epoch = as_int(samples_per_epoch, "data.samples_per_epoch", 1)
-        check(self.samples_per_epoch >= self.batch_size, "data.samples_per_epoch",
-              f"must be >= data.batch_size ({self.batch_size}): training drops incomplete batches, got "
-              f"{self.samples_per_epoch}")
-        self.num_workers, self.pin_memory = as_int(num_workers, "data.num_workers", 0), pin_memory
+        self.batch_size, self.eval_batch_size, self.samples_per_epoch, self.num_workers = loader_sizes(
+            batch_size, eval_batch_size, samples_per_epoch, num_workers)
+        self.pin_memory = pin_memory
         self.val_pairs = as_int(val_pairs, "data.val_pairs", 1)
         self.test_pairs = as_int(test_pairs, "data.test_pairs", 1, allow_none=True)
         self.augment = augment
@@ -232,13 +228,9 @@ class GenerationDataModule(_Loaders):
         self.image_size = as_int(image_size, "data.image_size", 8)
         check(not self.image_size & (self.image_size - 1), "data.image_size",
               f"must be a power of two >= 8 (32, 64, 128), got {image_size!r}")
-        self.batch_size = as_int(batch_size, "data.batch_size", 1)
-        self.eval_batch_size = as_int(eval_batch_size, "data.eval_batch_size", 1)
-        self.samples_per_epoch = as_int(samples_per_epoch, "data.samples_per_epoch", 1)
-        check(self.samples_per_epoch >= self.batch_size, "data.samples_per_epoch",
-              f"must be >= data.batch_size ({self.batch_size}): training drops incomplete batches, got "
-              f"{self.samples_per_epoch}")
-        self.num_workers, self.pin_memory = as_int(num_workers, "data.num_workers", 0), pin_memory
+        self.batch_size, self.eval_batch_size, self.samples_per_epoch, self.num_workers = loader_sizes(
+            batch_size, eval_batch_size, samples_per_epoch, num_workers)
+        self.pin_memory = pin_memory
         self.val_samples = as_int(val_samples, "data.val_samples", 1)
         self.test_samples = as_int(test_samples, "data.test_samples", 1)
         self.train_dir, self.train_images, self.augment = train_dir, train_images, augment

@@ -10,7 +10,6 @@ logging, or None for operators without weights.
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from fusionlab.utils.errors import ConfigError, check

@@ -57,8 +57,8 @@ class VGGFeatures(nn.Module):
     def load(self, weights_path: str | Path) -> None:
         path = Path(weights_path)
         if not path.is_file():
-            raise DataError(path, f"VGG-19 weights file not found; fetch it once with `python -m "
-                            f"fusionlab.models.vgg prefetch` (online) or set approach.features=discriminator",
+            raise DataError(path, "VGG-19 weights file not found; fetch it once with `python -m "
+                            "fusionlab.models.vgg prefetch` (online) or set approach.features=discriminator",
                             "approach.vgg_weights")
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
