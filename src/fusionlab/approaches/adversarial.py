@@ -33,10 +33,10 @@ import copy
 import math
 from collections.abc import Callable, Iterable
 
-import lightning as L
 import torch
 from torch import nn
 
+from fusionlab.evaluation import EvaluatedModule
 from fusionlab.losses.adversarial import GANLoss
 from fusionlab.utils.errors import ConfigError, TrainingDiverged
 
@@ -69,7 +69,7 @@ class EMA(nn.Module):
             b_ema.copy_(b_src)
 
 
-class AdversarialModule(L.LightningModule):
+class AdversarialModule(EvaluatedModule):
     """Base of the GAN approaches (see the module docstring for the contract).
 
     :param generator: the network trained by ``optimizer_g``.

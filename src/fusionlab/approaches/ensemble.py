@@ -68,9 +68,8 @@ class GeneratorEnsemble(RestorationModule):
         if mode == "two_stage":
             check(len(self.member_checkpoints) == len(nets), "approach.member_checkpoints",
                   f"two_stage needs one checkpoint per member ({len(nets)}), got {len(self.member_checkpoints)}")
-            for i, path in enumerate(self.member_checkpoints):
-                if not Path(path).is_file():
-                    raise DataError(path, "member checkpoint does not exist", f"approach.member_checkpoints[{i}]")
+            # the files are checked where they are loaded (fit): a trained two-stage checkpoint holds
+            # every member's weights and evaluates on a machine without the member files
             self.bank.requires_grad_(False)
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.weight_meter = WeightMeter()
@@ -90,7 +89,10 @@ class GeneratorEnsemble(RestorationModule):
 
     def load_members(self) -> None:
         """Load each frozen member from its single-model checkpoint (state dict under ``net.``)."""
-        task_name = getattr(getattr(self.trainer, "datamodule", None), "task", None)
+        for i, path in enumerate(self.member_checkpoints):  # all named before any is read
+            if not Path(path).is_file():
+                raise DataError(path, "member checkpoint does not exist", f"approach.member_checkpoints[{i}]")
+        task_name = getattr(getattr(self._trainer, "datamodule", None), "task", None)
         task_name = getattr(task_name, "name", None)
         for i, (path, member) in enumerate(zip(self.member_checkpoints, self.bank.members)):
             key = f"approach.member_checkpoints[{i}]"
@@ -137,7 +139,7 @@ class GeneratorEnsemble(RestorationModule):
     def forward(self, source: torch.Tensor) -> torch.Tensor:
         return self.fusion(self.member_outputs(source), source)
 
-    def eval_outputs(self, source: torch.Tensor) -> dict[str, torch.Tensor]:
+    def named_outputs(self, source: torch.Tensor) -> dict[str, torch.Tensor]:
         outs = self.member_outputs(source)
         fused = self.fusion(outs, source)
         self.weight_meter.add(self.fusion.last_weights)

@@ -97,7 +97,7 @@ class FeatureFusionTranslator(RestorationModule):
     def forward(self, source: torch.Tensor) -> torch.Tensor:
         return source + self.decoder(self.fused_features(source))
 
-    def eval_outputs(self, source: torch.Tensor) -> dict[str, torch.Tensor]:
+    def named_outputs(self, source: torch.Tensor) -> dict[str, torch.Tensor]:
         out = self(source)
         self.weight_meter.add(self.last_fusion.last_weights)
         return {"main": out}

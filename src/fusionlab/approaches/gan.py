@@ -29,7 +29,7 @@ from torch import nn
 from fusionlab.approaches.adversarial import EMA, AdversarialModule
 from fusionlab.data.unpaired import seeded_latents
 from fusionlab.losses.adversarial import GANLoss, r1_penalty
-from fusionlab.metrics.generation import NearestTrainingDistance
+from fusionlab.evaluation import GenerationEvaluator
 from fusionlab.utils.errors import ConfigError
 
 
@@ -46,8 +46,7 @@ class GanGenerator(AdversarialModule):
                          loss_weights, n_critic, grad_clip, ema_decay)
         self.latent_dim = int(generator.latent_dim)
         self.grid_samples = int(grid_samples)
-        self.val_nn, self.test_nn = NearestTrainingDistance(), NearestTrainingDistance()
-        self.test_records: list[dict] = []
+        self.set_evaluator(GenerationEvaluator())
 
     # ---- sampling ---------------------------------------------------------------------------
     def forward(self, z: torch.Tensor) -> torch.Tensor:
@@ -125,58 +124,12 @@ class GanGenerator(AdversarialModule):
         logits, _ = self._d_forward(fake)
         return {"adv": self.gan_loss.generator(logits)}
 
-    # ---- evaluation ---------------------------------------------------------------------------
-    def _reference(self) -> torch.Tensor | None:
-        dm = getattr(self.trainer, "datamodule", None)
-        return torch.stack(dm.reference_images()[0]) if dm is not None and hasattr(dm, "reference_images") else None
-
-    def _eval_start(self, metric: NearestTrainingDistance) -> None:
-        if metric.reference is None:
-            ref = self._reference()
-            if ref is not None:
-                metric.set_reference(ref.to(self.device))
-
-    def _eval_step(self, batch: dict, stage: str) -> dict:
+    # ---- evaluation (fusionlab.evaluation.GenerationEvaluator) -------------------------------
+    def eval_outputs(self, batch: dict) -> dict[str, torch.Tensor]:
+        """Samples from the fixed latents that the batch names (same samples in every run)."""
         seed = int(batch["seed"][0])
         z = self.latents(batch["index"], seed)
-        images = self.sample_latents(z, batch["index"], seed).float().clamp(0, 1)
-        metric = self.val_nn if stage == "val" else self.test_nn
-        if metric.reference is not None:
-            metric.update(images)
-        if stage == "test" and metric.reference is not None:
-            from fusionlab.metrics.generation import nearest_distance
-
-            d = nearest_distance(images, metric.reference)
-            self.test_records += [{"image": n, "nn_distance": float(v)} for n, v in zip(batch["name"], d)]
-        return {"output": images, "name": batch["name"]}
-
-    def _eval_end(self, metric: NearestTrainingDistance, stage: str) -> None:
-        if metric.reference is None:
-            return
-        self.log_dict({f"{stage}/nn_distance": metric.compute(),
-                       f"{stage}/nn_distance_train": torch.tensor(metric.reference_spacing)})
-        metric.reset()
-
-    def on_validation_epoch_start(self) -> None:
-        self._eval_start(self.val_nn)
-
-    def validation_step(self, batch: dict, batch_idx: int) -> dict:
-        with torch.no_grad():
-            return self._eval_step(batch, "val")
-
-    def on_validation_epoch_end(self) -> None:
-        self._eval_end(self.val_nn, "val")
-
-    def on_test_epoch_start(self) -> None:
-        self.test_records = []
-        self._eval_start(self.test_nn)
-
-    def test_step(self, batch: dict, batch_idx: int) -> dict:
-        with torch.no_grad():
-            return self._eval_step(batch, "test")
-
-    def on_test_epoch_end(self) -> None:
-        self._eval_end(self.test_nn, "test")
+        return {"main": self.sample_latents(z, batch["index"], seed).float().clamp(0, 1)}
 
     @torch.no_grad()
     def write_inference(self, datamodule, out_dir: str | Path, options: dict) -> dict:

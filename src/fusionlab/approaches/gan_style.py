@@ -20,21 +20,15 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchmetrics import MeanMetric
 
 from fusionlab.approaches.adversarial import AdversarialModule
 from fusionlab.approaches.base import pad_to_multiple
 from fusionlab.losses.adversarial import GANLoss, r1_penalty, total_variation
 from fusionlab.losses.style import content_loss, style_distance
-from fusionlab.metrics.image import ssim_per_image
+from fusionlab.evaluation import StyleEvaluator
 from fusionlab.utils.errors import ConfigError
 
 FEATURE_SPACES = ("vgg19", "discriminator")
-
-
-def to_gray(image: torch.Tensor) -> torch.Tensor:
-    x = image.float().clamp(0, 1)
-    return x if x.shape[1] == 1 else (x * x.new_tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)
 
 
 class GanStyleTransfer(AdversarialModule):
@@ -83,9 +77,7 @@ class GanStyleTransfer(AdversarialModule):
             from fusionlab.models.vgg import VGGFeatures
 
             self._vgg.append(VGGFeatures(vgg_weights, vgg_layers))
-        self.val_ssim, self.val_style = MeanMetric(), MeanMetric()
-        self.test_ssim, self.test_style = MeanMetric(), MeanMetric()
-        self.test_records: list[dict] = []
+        self.set_evaluator(StyleEvaluator())
 
     # ---- inference ------------------------------------------------------------------------
     @property
@@ -157,42 +149,9 @@ class GanStyleTransfer(AdversarialModule):
             terms["tv"] = total_variation(fake.float())
         return terms
 
-    # ---- evaluation -------------------------------------------------------------------------
-    def _eval_step(self, batch: dict, stage: str) -> dict:
-        content, style = batch["content"], batch["style"]
-        output = self.stylize(content, style)
-        ssim = ssim_per_image(to_gray(output), to_gray(content))
-        cond = style if self.conditioned else None
-        dist = style_distance(self.feature_maps(output, cond), self.feature_maps(style, cond), self.style_kind,
-                              reduce=False)
-        ssim_metric, style_metric = (self.val_ssim, self.val_style) if stage == "val" else (self.test_ssim,
-                                                                                          self.test_style)
-        ssim_metric.update(ssim)
-        style_metric.update(dist)
-        if stage == "test":
-            for i, name in enumerate(batch["name"]):
-                self.test_records.append({"image": name, "content_ssim": float(ssim[i]),
-                                          "style_distance": float(dist[i])})
-        return {"source": content, "style": style, "output": output, "target": style, "name": batch["name"]}
-
-    def validation_step(self, batch: dict, batch_idx: int) -> dict:
-        with torch.no_grad():
-            return self._eval_step(batch, "val")
-
-    def on_validation_epoch_end(self) -> None:
-        self.log_dict({"val/content_ssim": self.val_ssim.compute(), "val/style_distance": self.val_style.compute()})
-        self.val_ssim.reset(), self.val_style.reset()
-
-    def on_test_epoch_start(self) -> None:
-        self.test_records = []
-
-    def test_step(self, batch: dict, batch_idx: int) -> dict:
-        with torch.no_grad():
-            return self._eval_step(batch, "test")
-
-    def on_test_epoch_end(self) -> None:
-        self.log_dict({"test/content_ssim": self.test_ssim.compute(), "test/style_distance": self.test_style.compute()})
-        self.test_ssim.reset(), self.test_style.reset()
+    # ---- evaluation (fusionlab.evaluation.StyleEvaluator) -----------------------------------
+    def eval_outputs(self, batch: dict) -> dict[str, torch.Tensor]:
+        return {"main": self.stylize(batch["content"], batch["style"])}
 
     # ---- fusion at inference (evaluate.py styles=[...] weights=[...] mask=...) ---------------------
     @torch.no_grad()

@@ -121,6 +121,14 @@ class ImageDataModule(L.LightningDataModule):
         if stage in ("test", None) and self.test_set is None:
             self.test_set = FullImageDataset(*self.load_split("test"), self.task)
 
+    def reference_images(self, stage: str = "test") -> tuple[list, list[str]] | None:
+        """The clean images of the evaluated split (``val`` or ``test``): what FID/KID compare the
+        restored images with. None before that split is set up."""
+        dataset = self.val_set if stage == "val" else self.test_set
+        if dataset is None:
+            return None
+        return [im() if callable(im) else im for im in dataset.images], list(dataset.names)
+
     # ---- loaders -------------------------------------------------------------------------
     def _loader(self, dataset, batch_size: int, shuffle: bool) -> DataLoader:
         return DataLoader(

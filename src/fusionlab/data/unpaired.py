@@ -1,7 +1,8 @@
 """Unpaired data: content and style images for style transfer, image sets for generation.
 
-Both data modules yield dict batches (see each class) and expose ``reference_images()``: the set
-that FID compares outputs with (the style images; the training images).
+Both data modules yield dict batches (see each class) and expose ``reference_images(stage)``: the
+set that FID/KID (and, for generation, the nearest-training-image distance) compare outputs with
+(the style images; the training images). It is the one way references reach metrics.
 """
 
 import zlib
@@ -88,8 +89,6 @@ class StylePairSet(Dataset):
         c, s = self.pairs[index]
         return {"content": self.contents[c], "style": self.styles[s], "name": self.names[index]}
 
-    def reference_images(self) -> tuple[list[torch.Tensor], list[str]]:
-        return list(self.styles), list(self.style_names)
 
 
 class _Loaders(L.LightningDataModule):
@@ -169,6 +168,11 @@ class StyleDataModule(_Loaders):
             self.val_set = self._pair_set(self.val_pairs, self.seed)
         if stage in ("test", None) and self.test_set is None:
             self.test_set = self._pair_set(self.test_pairs, self.seed + 1)
+
+    def reference_images(self, stage: str = "test") -> tuple[list[torch.Tensor], list[str]]:
+        """The style set as ``eval_size`` centre squares: what FID/KID compare the outputs with."""
+        styles, names = self._images("style")
+        return [center_square(im, self.eval_size) for im in styles], list(names)
 
     def style_images(self) -> tuple[list[torch.Tensor], list[str]]:
         """Style images at ``load_size`` and their names (for style mixing at inference)."""
@@ -267,12 +271,12 @@ class GenerationDataModule(_Loaders):
             self.train_set = ImageSet(self.images, self.samples_per_epoch, self.augment)
         if stage in ("fit", "validate", None) and self.val_set is None:
             self.val_set = LatentSet(self.val_samples, self.seed, "val")
-            self.val_set.reference_images = self.reference_images
         if stage in ("test", None) and self.test_set is None:
             self.test_set = LatentSet(self.test_samples, self.seed + 1, "sample")
-            self.test_set.reference_images = self.reference_images
 
-    def reference_images(self) -> tuple[list[torch.Tensor], list[str]]:
+    def reference_images(self, stage: str = "fit") -> tuple[list[torch.Tensor], list[str]]:
+        """The training images, at every stage: what samples are compared with (FID/KID, nearest
+        training image)."""
         images = self.load()
         return list(images), list(self.image_names)
 

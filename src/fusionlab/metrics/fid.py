@@ -10,6 +10,7 @@
 
 import hashlib
 import logging
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -125,7 +126,7 @@ class FeatureDistances(nn.Module):
             return
         feats = torch.cat([f if f.dim() == 2 else f[None] for f in self.kid.real_features]).cpu()
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # own temp name: concurrent writers
         torch.save(feats, tmp)
         tmp.replace(path)
 
@@ -145,14 +146,28 @@ class FeatureDistances(nn.Module):
             self.fid.fake_features_num_samples += feats.shape[0]
             self.kid.fake_features.append(feats)
 
-    def compute(self) -> dict[str, torch.Tensor]:
-        """``{name: FID, kid_name: KID mean}``; KID's subset size shrinks to the sample count."""
-        out = {self.name: self.fid.compute().float()}
-        n = min(int(self.fid.fake_features_num_samples), self.real_count)
+    def compute(self, min_samples: int = 2, stage: str = "", world_size: int = 1) -> dict[str, torch.Tensor]:
+        """``{name: FID, kid_name: KID mean}``. FID only when both sets hold ``min_samples`` images
+        (a warning names the counts otherwise); KID (unbiased) from 2 on, its subset size shrunk to
+        the sample count."""
+        n = min(int(self.fid.fake_features_num_samples), self.real_count) * world_size
+        out = {}
+        if n >= max(2, min_samples):
+            out[self.name] = self.fid.compute().float()
+        else:
+            log.warning("%s not reported%s: %d images, fewer than min_samples=%d (FID needs many samples; "
+                        "KID is reported instead)", self.name, f" for {stage}" if stage else "", n, min_samples)
         if n >= 2:
-            self.kid.subset_size = min(self.kid_subset_size, n)
+            self.kid.subset_size = min(self.kid_subset_size, n // world_size)
             out[self.kid_name] = self.kid.compute()[0].float()
         return out
+
+    def reset_real(self) -> None:
+        """Forget the reference features (a new reference set follows)."""
+        self.fid.reset_real_features = self.kid.reset_real_features = True
+        self.fid.reset(), self.kid.reset()
+        self.fid.reset_real_features = self.kid.reset_real_features = False
+        self.real_count = 0
 
     def reset_fake(self) -> None:
         self.fid.reset()  # reset_real_features=False keeps the real statistics

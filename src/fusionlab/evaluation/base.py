@@ -1,0 +1,68 @@
+"""The evaluator contract shared by every task family."""
+
+from collections.abc import Mapping
+
+import torch
+from torch import nn
+from torchmetrics import MeanMetric
+
+STAGES = ("val", "test")
+
+
+class Evaluator(nn.Module):
+    """Turns one evaluation batch and the approach's named outputs into metric updates, step
+    outputs for callbacks (``output``, ``target``, ``source``, ``name`` ...) and, at test, per-image
+    records ``{"image": name, <metric>: value, ...}``.
+
+    Scalar per-image metrics are kept in one :class:`torchmetrics.MeanMetric` per stage and name
+    (synced across processes), so the logged epoch value is exactly the mean of the records.
+
+    :cvar task: the task family this evaluator belongs to (``restoration``, ``style``, ``generate``).
+    :cvar best: ``(metric, "max"|"min")`` tracked as ``val/<metric>_best`` across epochs, or None.
+    :cvar higher_is_better: per metric name, for paired comparisons (unlisted: higher is better).
+    """
+
+    task = ""
+    best: tuple[str, str] | None = None
+    higher_is_better: Mapping[str, bool] = {}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.means = nn.ModuleDict({stage: nn.ModuleDict() for stage in STAGES})
+        self.records: list[dict] = []
+
+    # ---- what a task implements ---------------------------------------------------------------
+    def start(self, stage: str, module, datamodule) -> None:
+        """Called when an evaluation epoch starts (references, per-epoch state)."""
+
+    def update(self, stage: str, batch: dict, outputs: dict[str, torch.Tensor], module) -> dict:
+        """Metrics of one batch; returns the step outputs that callbacks read."""
+        raise NotImplementedError
+
+    # ---- shared --------------------------------------------------------------------------------
+    def add(self, stage: str, values: dict[str, torch.Tensor], names=None, ms: float | None = None) -> None:
+        """Feed per-image values ``{metric: (B,)}`` to the stage's means; at test also as records."""
+        means = self.means[stage]
+        for key, v in values.items():
+            if key not in means:
+                means[key] = MeanMetric().to(v.device)
+            means[key].update(v.detach().double())
+        if stage == "test" and names is not None:
+            columns = {k: v.detach().double().cpu().tolist() for k, v in values.items()}
+            for i, name in enumerate(names):
+                record = {"image": str(name), **{k: c[i] for k, c in columns.items()}}
+                if ms is not None:
+                    record["ms"] = ms
+                self.records.append(record)
+
+    def compute(self, stage: str) -> dict[str, torch.Tensor]:
+        """``{stage/metric: mean}`` over the epoch, then reset."""
+        out = {}
+        for key, metric in self.means[stage].items():
+            if metric.update_called:
+                out[f"{stage}/{key}"] = metric.compute().float()
+            metric.reset()
+        return out
+
+    def reset_records(self) -> None:
+        self.records = []
