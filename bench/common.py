@@ -16,32 +16,80 @@ from hydra import compose, initialize_config_dir  # noqa: E402
 from hydra.core.global_hydra import GlobalHydra  # noqa: E402
 
 from fusionlab.pipeline import train  # noqa: E402
+from fusionlab.reporting.stats import paired_difference, seed_interval  # noqa: E402
+from fusionlab.utils.version import code_version, source_hash  # noqa: E402
 from fusionlab.utils.io import atomic_write_json, atomic_write_text  # noqa: E402
 
 SHARED = Path(os.environ.get("FUSIONLAB_SHARED_DATA", ROOT.parent / "shared" / "data"))
 
 
+def run_key(overrides: list[str]) -> dict:
+    """What decides a cached run's numbers: its overrides and the code version (sources + conf)."""
+    return {"overrides": list(overrides), "code_version": source_hash(code_version())}
+
+
 def run_train(out_dir: Path, overrides: list[str]) -> dict:
-    """Train with ``conf/train.yaml`` + overrides into ``out_dir``; reuse a finished run."""
+    """Train with ``conf/train.yaml`` + overrides into ``out_dir``; reuse a finished run only when it
+    was made with the same overrides and the same code version (``bench_key.json``), else redo it.
+    The returned metrics carry ``overrides`` and ``code_version``."""
+    import shutil
+
     out_dir = Path(out_dir)
-    done = out_dir / "metrics.json"
-    if done.is_file():
-        return json.loads(done.read_text())
+    done, key_file = out_dir / "metrics.json", out_dir / "bench_key.json"
+    key = run_key(overrides)
+    if done.is_file() and key_file.is_file() and json.loads(key_file.read_text()) == key:
+        return {**json.loads(done.read_text()), **key}
+    if out_dir.exists():
+        print(f"[bench] {out_dir.name}: cached run is stale (other overrides or code), redoing it", flush=True)
+        shutil.rmtree(out_dir)
     GlobalHydra.instance().clear()
-    base = ["extras.print_config=false", f"paths.output_dir={out_dir}", f"paths.work_dir={out_dir}",
+    base = ["extras.print_config=false", f"paths.output_dir={out_dir}",
             "logger=csv", "callbacks.progress_bar=null", "trainer.enable_progress_bar=false"]
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("train", overrides=[*base, *overrides])
     started = time.perf_counter()
     metrics = train(cfg)
+    atomic_write_json(key_file, key)
     print(f"[bench] {out_dir.name}: {time.perf_counter() - started:.0f}s  "
           f"val/psnr={metrics.get('val/psnr', float('nan')):.3f} test/psnr={metrics.get('test/psnr', float('nan')):.3f}",
           flush=True)
-    return metrics
+    return {**metrics, **key}
+
+
+def seeds_summary(runs: list[dict], key: str) -> dict:
+    """Mean over seeds of ``key`` with its 95% t-interval (:func:`fusionlab.reporting.stats.seed_interval`)."""
+    return seed_interval([r[key] for r in runs])
+
+
+def paired_over_seeds(candidate: list[dict], baseline: list[dict], metric: str = "psnr",
+                      baseline_metric: str | None = None) -> dict:
+    """Per-image paired difference (test records), each side averaged over its seeds first:
+    mean, 95% bootstrap interval, Wilcoxon p, win rate (:func:`paired_difference`)."""
+    def per_image(runs, m):
+        tables = [{r["image"]: r[m] for r in run["per_image"]} for run in runs]
+        names = sorted(set(tables[0]).intersection(*tables[1:]))
+        return {n: sum(t[n] for t in tables) / len(tables) for n in names}
+
+    a, b = per_image(candidate, metric), per_image(baseline, baseline_metric or metric)
+    names = sorted(set(a) & set(b))
+    return paired_difference([a[n] for n in names], [b[n] for n in names])
+
+
+def fmt_ci(s: dict, digits: int = 3) -> str:
+    """``mean ± half-width`` of a 95% interval (or the mean alone with one seed)."""
+    if s["n"] < 2:
+        return f"{s['mean']:.{digits}f}"
+    return f"{s['mean']:.{digits}f} ± {(s['ci_high'] - s['ci_low']) / 2:.{digits}f}"
+
+
+def fmt_diff(d: dict) -> str:
+    word = "" if d["distinguishable"] else " (n.d.)"
+    return f"{d['mean']:+.3f} [{d['ci_low']:+.3f}, {d['ci_high']:+.3f}]{word}"
 
 
 def write_results(name: str, data: dict, markdown: str) -> None:
     out = ROOT / "bench" / "results"
+    data = {"code_version": code_version(), "command": " ".join(["python", *sys.argv]), **data}
     atomic_write_json(out / f"{name}.json", data)
     atomic_write_text(out / f"{name}.md", markdown)
     print(markdown)
@@ -64,7 +112,7 @@ def load_model(ckpt_path):
 
     cfg = load_checkpoint_config(ckpt_path)
     cfg.paths = {"root_dir": str(ROOT), "shared_data": str(SHARED), "output_dir": "/tmp", "log_dir": "/tmp",
-                 "work_dir": str(ROOT), "cache_dir": "/tmp"}
+                 "cache_dir": "/tmp"}
     _, model = build(cfg)
     model.load_state_dict(torch.load(ckpt_path, map_location="cpu", weights_only=False)["state_dict"])
     return model.eval(), cfg

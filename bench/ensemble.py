@@ -7,8 +7,12 @@ checkpoint, BSD68 is the held-out test):
   3. one DnCNN widened to the ensemble's total parameter count, same budget as a member;
   4. speed: M=4 same-architecture members, fused inference images/s, batched (vmap) vs loop.
 
-    .venv/bin/python bench/ensemble.py [--epochs 8] [--fuser-epochs 3] [--samples 6400]
-Writes bench/results/ensemble.{json,md}. Runs are cached under logs/bench/ensemble/ (delete to redo).
+    .venv/bin/python bench/ensemble.py [--epochs 3] [--fuser-epochs 2] [--samples 6400] [--seeds 1 2 3]
+Every row is trained once per seed (members, fusers on that seed's members, the equal-parameter
+single model). Tables: mean over seeds with its 95% t-interval; each strategy's paired per-image
+difference to the best member (chosen per seed on Set12) on BSD68, with its 95% bootstrap interval.
+Writes bench/results/ensemble.{json,md}. Runs are cached under logs/bench/ensemble/, keyed on their
+overrides and the code version (a stale run is redone).
 """
 
 import argparse
@@ -17,7 +21,7 @@ import time
 
 import torch
 
-from common import ROOT, SHARED, machine, run_train, write_results
+from common import ROOT, SHARED, fmt_ci, fmt_diff, machine, paired_over_seeds, run_train, seeds_summary, write_results
 
 MEMBERS = {
     "dncnn": ["model=dncnn", "model.depth=10", "model.width=32"],
@@ -65,64 +69,112 @@ def speed(members: int = 4, batch: int = 4, size: int = 256, repeats: int = 5) -
     return results
 
 
+def train_seed(out, data, args, seed: int) -> dict:
+    """One seed of every row: members, each strategy on the frozen members, the single model."""
+    seed_ov = [f"seed={seed}"]
+    members = {}
+    for name, opts in MEMBERS.items():
+        members[name] = run_train(out / f"s{seed}" / f"member_{name}",
+                                  [*data, *opts, f"trainer.max_epochs={args.epochs}", *seed_ov])
+    ckpts = [str(out / f"s{seed}" / f"member_{n}" / "checkpoints" / "best.ckpt") for n in MEMBERS]
+    # fixed weights for `weighted`: inverse validation MSE of each member (decided before fusing)
+    inv_mse = [10 ** (members[n]["val/psnr"] / 10) for n in MEMBERS]
+    weights = [w / sum(inv_mse) for w in inv_mse]
+    strategies = {}
+    for fusion in STRATEGIES:
+        ov = [*data, "approach=ensemble", f"fusion={fusion}", "approach.mode=two_stage",
+              f"approach.member_checkpoints=[{','.join(ckpts)}]", f"trainer.max_epochs={args.fuser_epochs}", *seed_ov]
+        for i, name in enumerate(MEMBERS):
+            ov += member_override(i, name)
+        if fusion == "weighted":
+            ov.append(f"fusion.weights=[{','.join(f'{w:.4f}' for w in weights)}]")
+        strategies[fusion] = run_train(out / f"s{seed}" / f"fusion_{fusion}", ov)
+    total = max(s["params"] for s in strategies.values())
+    # equal-parameter single model: DnCNN depth 10 widened to the ensemble's parameter count
+    width = round(math.sqrt(total / (9 * 8)))
+    single = run_train(out / f"s{seed}" / "single_equal_params",
+                       [*data, "model=dncnn", "model.depth=10", f"model.width={width}",
+                        f"trainer.max_epochs={args.epochs}", *seed_ov])
+    return {"members": members, "strategies": strategies, "single_equal_params": single, "width": width,
+            "weighted_weights": weights}
+
+
+def best_member_view(run: dict, member_names: list[str], chosen: str) -> dict:
+    """A member's test records taken from a two-stage run (its ``psnr_member{i}`` columns)."""
+    i = member_names.index(chosen)
+    return {"per_image": [{"image": r["image"], "psnr": r[f"psnr_member{i}"], "ssim": r[f"ssim_member{i}"]}
+                          for r in run["per_image"]]}
+
+
+def slim(metrics: dict) -> dict:
+    keep = ("val/", "test/", "params", "flops_per_image_256", "train_time_s", "wall_time_s", "epochs",
+            "overrides", "code_version", "per_image")
+    return {k: v for k, v in metrics.items() if k.startswith(keep)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=8)
-    parser.add_argument("--fuser-epochs", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--fuser-epochs", type=int, default=2)
     parser.add_argument("--samples", type=int, default=6400)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--speed-only", action="store_true")
     args = parser.parse_args()
     if not args.speed_only and not (SHARED / "gray" / "Train400").is_dir():
         raise SystemExit(f"benchmark images not found at {SHARED}")
     out = ROOT / "logs" / "bench" / "ensemble"
-    rows, result = [], {"args": vars(args)}
-
+    result = {"args": vars(args), "machine": machine()}
+    lines = ["## Ensemble benchmark (gray denoising, sigma=25)", ""]
     if not args.speed_only:
         data = data_overrides(args.samples)
-        members = {}
-        for name, opts in MEMBERS.items():
-            members[name] = run_train(out / f"member_{name}", [*data, *opts, f"trainer.max_epochs={args.epochs}"])
-        ckpts = [str(out / f"member_{n}" / "checkpoints" / "best.ckpt") for n in MEMBERS]
-        # fixed weights for `weighted`: inverse validation MSE of each member (decided before fusing)
-        inv_mse = [10 ** (members[n]["val/psnr"] / 10) for n in MEMBERS]
-        weights = [w / sum(inv_mse) for w in inv_mse]
-        strategies = {}
+        per_seed = {seed: train_seed(out, data, args, seed) for seed in args.seeds}
+        names = list(MEMBERS)
+        rows = {}
+        for name in names:
+            rows[f"member: {name}"] = [per_seed[s]["members"][name] for s in args.seeds]
+        widths = sorted({per_seed[s]["width"] for s in args.seeds})
+        rows[f"single DnCNN, equal params (width {'/'.join(map(str, widths))})"] = \
+            [per_seed[s]["single_equal_params"] for s in args.seeds]
         for fusion in STRATEGIES:
-            ov = [*data, "approach=ensemble", f"fusion={fusion}", "approach.mode=two_stage",
-                  f"approach.member_checkpoints=[{','.join(ckpts)}]", f"trainer.max_epochs={args.fuser_epochs}"]
-            for i, name in enumerate(MEMBERS):
-                ov += member_override(i, name)
-            if fusion == "weighted":
-                ov.append(f"fusion.weights=[{','.join(f'{w:.4f}' for w in weights)}]")
-            strategies[fusion] = run_train(out / f"fusion_{fusion}", ov)
-        total = max(s["params"] for s in strategies.values())
-        # equal-parameter single model: DnCNN depth 10 widened to the ensemble's parameter count
-        width = round(math.sqrt(total / (9 * 8)))
-        single = run_train(out / "single_equal_params", [*data, "model=dncnn", "model.depth=10",
-                                                         f"model.width={width}", f"trainer.max_epochs={args.epochs}"])
-        result.update(members=members, strategies=strategies, single_equal_params=single, weighted_weights=weights)
-        best_member = max(members.values(), key=lambda m: m["val/psnr"])
-        for name, m in members.items():
-            rows.append((f"member: {name}", m, "-"))
-        rows.append((f"single DnCNN, equal params (width {width})", single, "-"))
-        for fusion, m in strategies.items():
-            gain_test = m["test/psnr"] - max(m[f"test/psnr_member{i}"] for i in range(len(MEMBERS)))
-            rows.append((f"ensemble two-stage: {fusion}", m, f"{m['val/fusion_gain_db']:+.3f} / {gain_test:+.3f}"))
-        result["best_member_val"] = best_member["val/psnr"]
+            rows[f"ensemble two-stage: {fusion}"] = [per_seed[s]["strategies"][fusion] for s in args.seeds]
+        # best member per seed, chosen on Set12 (validation): the baseline of every fused row
+        best = {s: max(names, key=lambda n: per_seed[s]["members"][n]["val/psnr"]) for s in args.seeds}
+        table, diffs = {}, {}
+        for label, runs in rows.items():
+            table[label] = {k: seeds_summary(runs, k) for k in ("val/psnr", "val/ssim", "test/psnr", "test/ssim")}
+            table[label].update(params=runs[0]["params"],
+                                train_time_s=seeds_summary(runs, "train_time_s"),
+                                wall_time_s=seeds_summary(runs, "wall_time_s"))
+            if label.startswith("ensemble"):
+                baseline = [best_member_view(r, names, best[s]) for r, s in zip(runs, args.seeds)]
+                diffs[label] = {m: paired_over_seeds(runs, baseline, m) for m in ("psnr", "ssim")}
+            else:
+                baseline = [per_seed[s]["members"][best[s]] for s in args.seeds]
+                if any(r is not b for r, b in zip(runs, baseline)):  # the best member itself: no row
+                    diffs[label] = {m: paired_over_seeds(runs, baseline, m) for m in ("psnr", "ssim")}
+        result.update(table=table, paired_vs_best_member=diffs, best_member_per_seed=best,
+                      runs={label: [slim(r) for r in runs] for label, runs in rows.items()})
+        lines += [f"Budget per seed: members and the single model {args.epochs} epochs x {args.samples} patches "
+                  f"40x40 (batch 32, MSE loss); fusers {args.fuser_epochs} epochs on that seed's frozen members. "
+                  f"Seeds {', '.join(map(str, args.seeds))}. Set12 validates (checkpoint choice, best member), "
+                  "BSD68 (68 images) is the held-out test. PSNR/SSIM: mean over seeds ± half-width of the 95% "
+                  "t-interval. Paired difference: per-image BSD68 PSNR minus the best member's (chosen per seed "
+                  "on Set12), averaged over seeds, mean [95% bootstrap interval]; (n.d.) = not distinguishable "
+                  "(interval contains 0).", "",
+                  "| model | params | Set12 PSNR | BSD68 PSNR | BSD68 SSIM | BSD68 PSNR vs best member | "
+                  "win rate | train time s |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|"]
+        for label, t in table.items():
+            d = diffs.get(label, {}).get("psnr")
+            vs, wins = (fmt_diff(d), f"{d['win_rate']:.0%}") if d else ("best member in every seed", "")
+            lines.append(f"| {label} | {t['params']:,} | {fmt_ci(t['val/psnr'])} | {fmt_ci(t['test/psnr'])} | "
+                         f"{fmt_ci(t['test/ssim'], 4)} | {vs} | {wins} | {t['train_time_s']['mean']:.0f} |")
+        lines.append("")
+        lines.append("Best member per seed (Set12): " + ", ".join(f"seed {s}: {b}" for s, b in best.items()) + ".")
+        lines.append("")
 
     result["speed"] = speed()
     result["speed_small"] = speed(batch=1, size=64, repeats=50)
-    lines = ["## Ensemble benchmark (gray denoising, sigma=25)", ""]
-    if rows:
-        lines += [f"Budget: members and the single model {args.epochs} epochs x {args.samples} patches 40x40 "
-                  f"(batch 32, MSE loss); fusers {args.fuser_epochs} epochs on the frozen members. "
-                  "Set12 validates (checkpoint choice), BSD68 is the held-out test.", "",
-                  "| model | params | Set12 PSNR | Set12 SSIM | BSD68 PSNR | BSD68 SSIM | fusion gain dB (Set12 / BSD68) |",
-                  "|---|---:|---:|---:|---:|---:|---:|"]
-        for name, m, gain in rows:
-            lines.append(f"| {name} | {m['params']:,} | {m['val/psnr']:.3f} | {m['val/ssim']:.4f} | "
-                         f"{m['test/psnr']:.3f} | {m['test/ssim']:.4f} | {gain} |")
-        lines.append("")
     s = result["speed"]
     lines += [f"Fused inference, {s['setup']['members']} x {s['setup']['backbone']}, batch {s['setup']['batch']} "
               f"of {s['setup']['size']}, CPU ({s['setup']['threads']} threads): loop "
@@ -132,7 +184,7 @@ def main() -> None:
               f"{result['speed_small']['batched']['images_per_s']:.1f} img/s (x{result['speed_small']['speedup']:.2f}).",
               "On this CPU the grouped kernels of the vmap path are slower than the loop, so "
               "`approach.batched=auto` uses the loop on CPU and the vmap path on CUDA only.", ""]
-    write_results("ensemble" if rows else "ensemble_speed", result, "\n".join(lines))
+    write_results("ensemble" if not args.speed_only else "ensemble_speed", result, "\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -6,8 +6,10 @@ Set12). Feature fusion (4 branches: plain, dilated, multiscale, residual; width 
 each operator for the members' budget. Reports PSNR, SSIM, parameters, FLOPs per 256x256 image and
 inference images/s (batch 1, 256x256, eval mode, this machine).
 
-    .venv/bin/python bench/ensemble.py && .venv/bin/python bench/fusion_levels.py
-Writes bench/results/fusion_levels.{json,md}.
+    .venv/bin/python bench/ensemble.py && .venv/bin/python bench/fusion_levels.py [--epochs 3] [--seeds 1 2 3]
+Every row has one run per seed; PSNR/SSIM are means over seeds with 95% t-intervals, and each row's
+paired per-image BSD68 difference to the best single model (chosen per seed on Set12) has a 95%
+bootstrap interval. Writes bench/results/fusion_levels.{json,md}.
 """
 
 import argparse
@@ -16,10 +18,11 @@ import time
 
 import torch
 
-from common import ROOT, load_model, machine, run_train, write_results
-from ensemble import data_overrides
+from common import ROOT, fmt_ci, fmt_diff, load_model, machine, paired_over_seeds, run_train, seeds_summary, write_results
+from ensemble import STRATEGIES, data_overrides
 
-OPERATORS = ["weighted", "learned", "stacked", "attention", "gated"]
+# `mean` is the fixed-weight operator with uniform weights (fusion=weighted without weights is the same thing)
+OPERATORS = ["mean", "learned", "stacked", "attention", "gated"]
 
 
 @torch.no_grad()
@@ -38,50 +41,83 @@ def cost_and_speed(run_dir, repeats: int = 5) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--samples", type=int, default=6400)
     parser.add_argument("--width", type=int, default=24)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     args = parser.parse_args()
     ens_json = ROOT / "bench" / "results" / "ensemble.json"
     if not ens_json.is_file():
         raise SystemExit("run bench/ensemble.py first (its runs are reused here)")
     ens = json.loads(ens_json.read_text())
+    if sorted(ens["args"]["seeds"]) != sorted(args.seeds) or ens["args"]["epochs"] != args.epochs:
+        raise SystemExit(f"bench/results/ensemble.json was made with seeds {ens['args']['seeds']} and "
+                         f"{ens['args']['epochs']} epochs: rerun bench/ensemble.py with the same --seeds/--epochs")
     ens_dir = ROOT / "logs" / "bench" / "ensemble"
     out = ROOT / "logs" / "bench" / "fusion_levels"
     data = data_overrides(args.samples)
-    runs = {}
-    for name in ens["members"]:
-        runs[f"single: {name}"] = (ens_dir / f"member_{name}", ens["members"][name])
-    runs["single: DnCNN, ensemble's params"] = (ens_dir / "single_equal_params", ens["single_equal_params"])
-    best = max(ens["strategies"], key=lambda k: ens["strategies"][k]["val/psnr"])
-    runs[f"ensemble (best on Set12: {best})"] = (ens_dir / f"fusion_{best}", ens["strategies"][best])
+    runs: dict[str, list] = {}  # label -> [(run_dir, metrics) per seed]
+    for label, seed_runs in ens["runs"].items():
+        if label.startswith(("member: ", "single DnCNN")):
+            name = label.split(": ", 1)[1] if label.startswith("member") else None
+            folder = f"member_{name}" if name else "single_equal_params"
+            runs[("single: " + name) if name else label] = [
+                (ens_dir / f"s{s}" / folder, m) for s, m in zip(args.seeds, seed_runs)]
+    best_ens = max(STRATEGIES, key=lambda k: ens["table"][f"ensemble two-stage: {k}"]["val/psnr"]["mean"])
+    runs[f"ensemble (best on Set12: {best_ens})"] = [
+        (ens_dir / f"s{s}" / f"fusion_{best_ens}", m)
+        for s, m in zip(args.seeds, ens["runs"][f"ensemble two-stage: {best_ens}"])]
     branch_widths = [f"approach.branches.{b}.width={args.width}" for b in ("plain", "dilated", "multiscale", "residual")]
     for op in OPERATORS:
-        ov = [*data, "approach=feature_fusion", f"fusion={op}", f"approach.width={args.width}", *branch_widths,
-              f"trainer.max_epochs={args.epochs}"]
-        if op == "weighted":
-            ov.append("fusion.weights=[1,1,1,1]")
-        runs[f"feature fusion: {op}"] = (out / f"ff_{op}", run_train(out / f"ff_{op}", ov))
-    rows = {}
-    for label, (run_dir, m) in runs.items():
-        rows[label] = {**cost_and_speed(run_dir), **{k: m[k] for k in ("val/psnr", "val/ssim", "test/psnr", "test/ssim")}}
-    ens_row = rows[f"ensemble (best on Set12: {best})"]
+        seed_runs = []
+        for seed in args.seeds:
+            ov = [*data, "approach=feature_fusion", f"fusion={op}", f"approach.width={args.width}", *branch_widths,
+                  f"trainer.max_epochs={args.epochs}", f"seed={seed}"]
+            folder = out / f"s{seed}" / f"ff_{op}"
+            seed_runs.append((folder, run_train(folder, ov)))
+        runs[f"feature fusion: {op}"] = seed_runs
+    best = {s: ens["best_member_per_seed"][str(s)] for s in args.seeds}
+    baseline = [runs[f"single: {best[s]}"][i][1] for i, s in enumerate(args.seeds)]
+    rows, diffs = {}, {}
+    for label, seed_runs in runs.items():
+        metrics = [m for _, m in seed_runs]
+        rows[label] = {**cost_and_speed(seed_runs[0][0]),
+                       **{k: seeds_summary(metrics, k) for k in ("val/psnr", "val/ssim", "test/psnr", "test/ssim")},
+                       "train_time_s": seeds_summary(metrics, "train_time_s")}
+        if any(m is not b for m, b in zip(metrics, baseline)):
+            diffs[label] = paired_over_seeds(metrics, baseline, "psnr")
+    ens_row = rows[f"ensemble (best on Set12: {best_ens})"]
     lines = ["## Fusion levels (gray denoising, sigma=25)", "",
-             f"Budget as bench/ensemble.py; feature fusion: 4 branches of width {args.width}, "
-             f"{args.epochs} epochs x {args.samples} patches. FLOPs per 256x256 image (torch FlopCounterMode); "
-             f"images/s: batch 1 of 256x256 on this machine's CPU ({torch.get_num_threads()} threads).", "",
-             "| model | params | GFLOPs/img | FLOPs vs ensemble | img/s | Set12 PSNR | Set12 SSIM | BSD68 PSNR | BSD68 SSIM |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             f"Budget as bench/ensemble.py ({args.epochs} epochs x {args.samples} patches per model, seeds "
+             f"{', '.join(map(str, args.seeds))}); feature fusion: 4 branches of width {args.width}. PSNR/SSIM: mean "
+             "over seeds ± half-width of the 95% t-interval. vs best single: paired per-image BSD68 PSNR difference "
+             "to the best single model (chosen per seed on Set12), averaged over seeds, mean [95% bootstrap "
+             "interval]; (n.d.) = not distinguishable. FLOPs per 256x256 image (torch FlopCounterMode); images/s: "
+             f"batch 1 of 256x256 on this machine's CPU ({torch.get_num_threads()} threads).", "",
+             "| model | params | GFLOPs/img | FLOPs vs ensemble | img/s | Set12 PSNR | BSD68 PSNR | BSD68 SSIM | "
+             "BSD68 PSNR vs best single | train time s |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for label, r in rows.items():
+        d = diffs.get(label)
         lines.append(f"| {label} | {r['params']:,} | {r['flops_256'] / 1e9:.2f} | {r['flops_256'] / ens_row['flops_256']:.0%} | "
-                     f"{r['images_per_s']:.2f} | {r['val/psnr']:.3f} | {r['val/ssim']:.4f} | {r['test/psnr']:.3f} | {r['test/ssim']:.4f} |")
-    goal = [label for label, r in rows.items() if label.startswith("feature fusion: ") and
-            label.split(": ")[1] in ("attention", "gated") and r["test/psnr"] >= ens_row["test/psnr"]
-            and r["flops_256"] <= 0.6 * ens_row["flops_256"]]
-    lines += ["", "Goal (feature fusion with attention or gated reaches the ensemble's BSD68 PSNR at <= 60% of its "
-              f"FLOPs): {'met by ' + ', '.join(goal) if goal else 'not met in this run'}.", ""]
-    write_results("fusion_levels", {"args": vars(args), "rows": rows, "ensemble_strategy": best, "machine": machine()},
-                  "\n".join(lines))
+                     f"{r['images_per_s']:.2f} | {fmt_ci(r['val/psnr'])} | {fmt_ci(r['test/psnr'])} | "
+                     f"{fmt_ci(r['test/ssim'], 4)} | {fmt_diff(d) if d else 'best single'} | "
+                     f"{r['train_time_s']['mean']:.0f} |")
+    ff_vs_ens = {}
+    ens_metrics = [m for _, m in runs[f"ensemble (best on Set12: {best_ens})"]]
+    for op in ("attention", "gated"):
+        label = f"feature fusion: {op}"
+        ff_vs_ens[label] = paired_over_seeds([m for _, m in runs[label]], ens_metrics, "psnr")
+    goal = [label for label, d in ff_vs_ens.items()
+            if d["mean"] >= 0 and rows[label]["flops_256"] <= 0.6 * ens_row["flops_256"]]
+    lines += ["", "Feature fusion vs the best ensemble (paired BSD68 PSNR): " + "; ".join(
+        f"{label}: {fmt_diff(d)}" for label, d in ff_vs_ens.items()) + ".",
+              "Goal (feature fusion with attention or gated reaches the ensemble's BSD68 PSNR at <= 60% of its "
+              f"FLOPs): {'met on the mean by ' + ', '.join(goal) if goal else 'not met in this run'} (whether the "
+              "difference is distinguishable is in the line above).", ""]
+    write_results("fusion_levels", {"args": vars(args), "rows": rows, "paired_vs_best_single": diffs,
+                                    "feature_fusion_vs_ensemble": ff_vs_ens, "ensemble_strategy": best_ens,
+                                    "machine": machine()}, "\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -46,7 +46,7 @@ APPROACHES = {  # name -> (overrides selecting its default model on the embedded
 
 def compose_cfg(out_dir: Path, overrides: list[str]):
     GlobalHydra.instance().clear()
-    base = ["extras.print_config=false", f"paths.output_dir={out_dir}", f"paths.work_dir={out_dir}",
+    base = ["extras.print_config=false", f"paths.output_dir={out_dir}",
             "logger=[csv,wandb]", "callbacks.progress_bar=null", "trainer.enable_progress_bar=false",
             "metrics.fid.extractor=none", "trainer.max_epochs=1", "trainer.limit_val_batches=0",
             "trainer.num_sanity_val_steps=0", "test=false"]

@@ -28,7 +28,7 @@ def has_module(name: str) -> bool:
 def compose_cfg(tmp_path: Path, overrides: list[str] = (), config_name: str = "train",
                 smoke: bool = True, hydra_node: bool = False) -> DictConfig:
     """Compose ``conf/<config_name>.yaml`` as the CLI would, writing into ``tmp_path``."""
-    base = ["extras.print_config=false", f"paths.output_dir={tmp_path}", f"paths.work_dir={tmp_path}"]
+    base = ["extras.print_config=false", f"paths.output_dir={tmp_path}"]
     if smoke:
         base.append("debug=smoke")
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):

@@ -8,7 +8,8 @@ import subprocess
 import pytest
 
 from fusionlab.pipeline import evaluate, train
-from fusionlab.reporting.compare import build_report, describe
+from fusionlab.reporting.compare import build_report
+from fusionlab.reporting.runs import describe
 from fusionlab.utils.errors import DataError
 from tests.helpers import compose_cfg, groups_of
 
@@ -38,13 +39,18 @@ def test_report_from_runs_skips_bad_ones(two_runs, tmp_path):
     bad = tmp_path / "bad"
     bad.mkdir()
     (bad / "metrics.json").write_text("{truncated")
-    report, runs, problems = build_report([two_runs, bad], tmp_path / "out")
+    report, runs, problems, _ = build_report([two_runs, bad], tmp_path / "out")
     assert len(runs) == 2 and len(problems) == 1 and "bad/metrics.json: unreadable metrics file" in problems[0]
     table = json.loads((tmp_path / "out" / "report.json").read_text())
     assert {r["approach"] for r in table["rows"]} == {"single", "ensemble"}
-    assert all(r["PSNR"] > 0 and r["GFLOPs/img"] > 0 for r in table["rows"])
+    assert all(r["psnr"] > 0 and r["GFLOPs"] > 0 and r["GFLOPs per"] == "image 256" for r in table["rows"])
     page = report.read_text()
-    assert page.count("data:image/png;base64,") == 3  # scatter, bars, restoration grid
+    assert page.count("data:image/png;base64,") == 5  # forest, scatter, bars, zoomed crops, restoration grid
+    comparison = json.loads((tmp_path / "out" / "comparison.json").read_text())
+    assert comparison["baselines"] == {"restoration": "single DnCNN"}, "auto: the single model is the baseline"
+    [psnr] = [c for c in comparison["comparisons"] if c["metric"] == "psnr"]
+    assert psnr["n_images"] == 2 and psnr["ci_low"] <= psnr["mean"] <= psnr["ci_high"]
+    assert [w["best_member"] for w in comparison["within_run"]] and "fused" in comparison["within_run"][0]["psnr"]["verdict"]
     assert "http://" not in page and "https://" not in page, "self-contained"
 
 
@@ -66,14 +72,15 @@ def test_compare_through_evaluate_logs_wandb_table(two_runs, tmp_path):
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (apt-get install chromium)")
 def test_report_renders_in_headless_chromium(two_runs, tmp_path):
-    report, runs, _ = build_report([two_runs], tmp_path)
+    report, runs, _, _ = build_report([two_runs], tmp_path)
     flags = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
              "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
              "--virtual-time-budget=10000"]
     dom = subprocess.run([*flags, "--dump-dom", report.as_uri()], capture_output=True, text=True, timeout=120).stdout
-    rows = re.findall(r"<tr>\s*<td", dom)
-    assert len(rows) == 2, "one table row per run"
-    assert 'data-plots-rendered="3"' in dom, "all three plots decoded by the browser"
+    runs_table = dom.split('<table id="runs">', 1)[1].split("</table>", 1)[0]
+    assert len(re.findall(r"<tr>\s*<td", runs_table)) == 2, "one table row per run"
+    assert 'data-plots-rendered="5"' in dom, "all five plots (forest plot first) decoded by the browser"
+    assert 'alt="forest plot"' in dom and "Does it beat the baseline?" in dom
     shot = tmp_path / "report.png"
     subprocess.run([*flags, "--window-size=1300,1800", f"--screenshot={shot}", report.as_uri()],
                    capture_output=True, timeout=120)
@@ -81,7 +88,7 @@ def test_report_renders_in_headless_chromium(two_runs, tmp_path):
 
 
 def _fake_run(root, name, seed, lr, psnr, out="x"):
-    from fusionlab.reporting.compare import load_run
+    from fusionlab.reporting.runs import load_run
 
     config = {"seed": seed, "paths": {"output_dir": f"/{out}/{name}"}, "logger": {"wandb": {"id": name}},
               "approach": {"_target_": "fusionlab.approaches.single.SingleModel",
@@ -96,7 +103,7 @@ def _fake_run(root, name, seed, lr, psnr, out="x"):
 def test_seeds_of_one_setting_aggregate_to_mean_and_sample_std(tmp_path):
     import statistics
 
-    from fusionlab.reporting.compare import aggregate, label_settings
+    from fusionlab.reporting.runs import aggregate, label_settings
 
     values = {1e-3: [30.0, 30.5, 31.0], 1e-4: [28.0, 29.0]}
     runs = [_fake_run(tmp_path, f"lr{lr}_s{i}", seed=i, lr=lr, psnr=p, out=f"o{i}")
@@ -108,9 +115,11 @@ def test_seeds_of_one_setting_aggregate_to_mean_and_sample_std(tmp_path):
     assert rows[0]["psnr_mean"] == pytest.approx(30.5) and rows[0]["psnr_std"] == pytest.approx(0.5)
     assert rows[1]["psnr_std"] == pytest.approx(statistics.stdev([28.0, 29.0]))
     assert rows[1]["ssim_mean"] == pytest.approx(0.285) and rows[0]["fid_mean"] is None
-    report, _, _ = build_report([tmp_path], tmp_path / "out")
+    report, _, _, _ = build_report([tmp_path], tmp_path / "out")
     page = report.read_text()
-    assert "30.50 ± 0.50" in page and "3: 0, 1, 2" in page
+    # mean over seeds with a 95% t-interval: 30.5 +- t(0.975, 2) * 0.5 / sqrt(3) = 30.5 +- 1.242
+    assert "30.50 [29.26, 31.74]" in page and "3 seeds: 0, 1, 2" in page
+    assert rows[0]["psnr_ci"] == pytest.approx([30.5 - 1.2421, 30.5 + 1.2421], abs=1e-3)
     assert json.loads((tmp_path / "out" / "report.json").read_text())["settings"][1]["n"] == 2
 
 
@@ -118,5 +127,98 @@ def test_failed_sweep_jobs_are_listed_as_skipped(two_runs, tmp_path):
     failed = tmp_path / "sweep" / "3"
     failed.mkdir(parents=True)
     (failed / "failed.json").write_text(json.dumps({"error": "ConfigError: task.sigma: must be >= 0"}))
-    _, runs, problems = build_report([two_runs, tmp_path / "sweep"], tmp_path / "out")
+    _, runs, problems, _ = build_report([two_runs, tmp_path / "sweep"], tmp_path / "out")
     assert len(runs) == 2 and problems == [f"{failed}: job failed (ConfigError: task.sigma: must be >= 0)"]
+
+
+def _records_run(root, name, seed, psnr_values, approach="fusionlab.approaches.single.SingleModel", lr=1e-3,
+                 members=None):
+    """A fake restoration run with per-image records (``img{i}``) and matching test means."""
+    import statistics
+
+    config = {"seed": seed, "paths": {"output_dir": f"/{name}"},
+              "approach": {"_target_": approach, "net": {"_target_": "fusionlab.models.DnCNN"},
+                           "optimizer": {"lr": lr}}}
+    records = [{"image": f"img{i}", "psnr": p, "ssim": p / 40} for i, p in enumerate(psnr_values)]
+    if members:
+        for r, m in zip(records, zip(*members)):
+            r.update({f"psnr_member{j}": v for j, v in enumerate(m)})
+            r.update({f"ssim_member{j}": v / 40 for j, v in enumerate(m)})
+    run = root / name
+    run.mkdir(parents=True)
+    metrics = {"test/psnr": statistics.fmean(psnr_values), "test/ssim": statistics.fmean(psnr_values) / 40,
+               "per_image": records, "config": config}
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    return run
+
+
+def test_paired_comparison_says_in_words_what_is_distinguishable(tmp_path):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    base = rng.normal(28, 1.5, 20)
+    for seed in (1, 2):
+        _records_run(tmp_path, f"single_s{seed}", seed, list(base + rng.normal(0, 0.01, 20)))
+        # lr=1e-2: +0.1 dB on every image (small but consistent): distinguishable
+        _records_run(tmp_path, f"better_s{seed}", seed, list(base + 0.1 + rng.normal(0, 0.01, 20)), lr=1e-2)
+        # lr=1e-4: +-0.5 dB noise around the baseline: not distinguishable
+        _records_run(tmp_path, f"noisy_s{seed}", seed, list(base + rng.normal(0, 0.5, 20)), lr=1e-4)
+    report, runs, _, result = build_report([tmp_path], tmp_path / "out", baseline="lr=0.001")
+    by = {c["candidate"].split("(")[-1].rstrip(")"): c for c in result["comparisons"] if c["metric"] == "psnr"}
+    assert by["optimizer.lr=0.01"]["distinguishable"] and by["optimizer.lr=0.01"]["win_rate"] == 1.0
+    assert by["optimizer.lr=0.01"]["ci_low"] > 0.05 and by["optimizer.lr=0.01"]["mean"] == pytest.approx(0.1, abs=0.01)
+    assert not by["optimizer.lr=0.0001"]["distinguishable"]
+    assert by["optimizer.lr=0.01"]["seed_difference"]["ci_low"] > 0, "2 seeds each: Welch interval over seeds"
+    assert all(c["p_holm"] >= c["p_value"] for c in result["comparisons"]), "Holm never lowers a p-value"
+    page = report.read_text()
+    assert "not distinguishable" in page and "is better than" in page
+    saved = json.loads((tmp_path / "out" / "comparison.json").read_text())
+    assert len(saved["comparisons"]) == 4 and saved["baselines"]["restoration"].endswith("(optimizer.lr=0.001)")
+
+
+def test_within_run_fused_vs_best_member(tmp_path):
+    from fusionlab.reporting.paired import member_comparison
+
+    fused = [30.0, 31.0, 29.0, 30.5, 28.0]
+    members = [[29.8, 30.9, 28.7, 30.4, 27.9], [29.0, 30.0, 28.0, 29.0, 27.0]]
+    run = _records_run(tmp_path, "ens", 1, fused, approach="fusionlab.approaches.ensemble.GeneratorEnsemble",
+                       members=members)
+    result = json.loads((run / "metrics.json").read_text())
+    within = member_comparison(result)
+    assert within["best_member"] == "member0" and within["chosen_on"].startswith("test")
+    assert within["psnr"]["mean"] == pytest.approx(0.16) and within["psnr"]["win_rate"] == 1.0
+    result["val/psnr_member0"], result["val/psnr_member1"] = 20.0, 21.0  # validation picks member1
+    within = member_comparison(result)
+    assert within["best_member"] == "member1" and within["chosen_on"] == "validation PSNR"
+    assert within["psnr"]["mean"] == pytest.approx(1.1)
+
+
+def test_report_mixes_tasks_without_crashing_and_names_repeats(tmp_path):
+    """Restoration, style and generation runs side by side; runs without PSNR never crash it."""
+    _records_run(tmp_path, "restore_a", 7, [28.0, 29.0, 30.0])
+    _records_run(tmp_path, "restore_b", 7, [28.1, 29.2, 30.1])  # same seed: a repeat, not a second seed
+    style = {"seed": 1, "approach": {"_target_": "fusionlab.approaches.gan_style.GanStyleTransfer",
+                                     "generator": {"_target_": "fusionlab.models.StylizerGenerator"},
+                                     "discriminator": {"_target_": "fusionlab.models.PatchDiscriminator"}},
+             "model": {"_target_": "fusionlab.models.DnCNN"}}
+    gen = {"seed": 1, "approach": {"_target_": "fusionlab.approaches.gan.GanGenerator",
+                                   "generator": {"_target_": "fusionlab.models.DCGANGenerator"},
+                                   "discriminator": {"_target_": "fusionlab.models.DCGANDiscriminator"}},
+           "model": {"_target_": "fusionlab.models.DnCNN"}}
+    for name, cfg, metrics, records in [
+        ("style", style, {"test/content_ssim": 0.5, "test/style_distance": 0.2},
+         [{"image": "a__b", "content_ssim": 0.5, "style_distance": 0.2}]),
+        ("gen", gen, {"test/nn_distance": 0.1, "test/kid_proxy": 0.01, "flops_per_sample_32": 1e6},
+         [{"image": "sample00000", "nn_distance": 0.1}])]:
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "metrics.json").write_text(json.dumps({**metrics, "per_image": records, "config": cfg}))
+    report, runs, problems, result = build_report([tmp_path], tmp_path / "out")
+    assert len(runs) == 4 and not problems
+    table = json.loads((tmp_path / "out" / "report.json").read_text())
+    rows = {r["run"]: r for r in table["rows"]}
+    assert rows["gen"]["backbones"] == "DCGANGenerator+DCGANDiscriminator", "not the unused top-level model"
+    assert rows["gen"]["task"] == "generate" and rows["gen"]["GFLOPs per"] == "sample 32"
+    assert rows["style"]["content_ssim"] == 0.5 and rows["style"]["psnr"] is None
+    settings = {s["label"]: s for s in table["settings"]}
+    assert settings["single DnCNN"]["seeds"] == "1 seed: 7 (1 repeat of the same seed, averaged)"
+    assert settings["single DnCNN"]["psnr_ci"] is None, "one seed: no interval over seeds"

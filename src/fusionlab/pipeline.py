@@ -15,10 +15,12 @@ from omegaconf import DictConfig, OmegaConf
 from fusionlab.callbacks.checkpoint_config import CONFIG_KEY, ConfigInCheckpoint
 from fusionlab.callbacks.faults import RNGStateInCheckpoint, SaveOnSigterm
 from fusionlab.metrics.cost import count_parameters, flops_per_image
+from fusionlab.reporting.paired import member_comparison, print_member_comparison
 from fusionlab.reporting.tables import print_eval_table
 from fusionlab.utils.errors import ConfigError, DataError
 from fusionlab.utils.hydra import check_complete, instantiate, instantiate_dict, to_plain
 from fusionlab.utils.io import atomic_write_json
+from fusionlab.utils.version import code_version
 from fusionlab.utils.sweep import install_ddp_child_command
 from fusionlab.utils.resume import previous_wandb_id, resolve_ckpt_path, wandb_reachable
 
@@ -78,10 +80,11 @@ def build_trainer(cfg: DictConfig, extra_callbacks: list[L.Callback] = (), model
 
 
 def model_cost(model: L.LightningModule, cfg: DictConfig) -> dict[str, int]:
-    """Parameters and FLOPs per ``metrics.flops_size``-square image, for comparing approaches."""
+    """Parameters and FLOPs per ``metrics.flops_size``-square image (``flops_per_image_<size>``), or
+    per generated sample at the generator's resolution (``flops_per_sample_<size>``)."""
     size = int(cfg.metrics.flops_size)
-    return {"params": count_parameters(model),
-            f"flops_per_image_{size}": flops_per_image(model, int(cfg.data.channels), size)}
+    key = model.flops_key(size) if hasattr(model, "flops_key") else f"flops_per_image_{size}"
+    return {"params": count_parameters(model), key: flops_per_image(model, int(cfg.data.channels), size)}
 
 
 def log_config(trainer: L.Trainer, cfg: DictConfig, extra: dict[str, Any]) -> None:
@@ -151,9 +154,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
         ckpt_cb = trainer.checkpoint_callback
         best = ckpt_cb.best_model_path if ckpt_cb is not None and ckpt_cb.best_model_path else None
         test: dict[str, float] = {}
+        records: list[dict] = []
         if cfg.get("test", True):
             trainer.test(model, datamodule=datamodule, ckpt_path=best, weights_only=False)
             test = _scalars(trainer.callback_metrics, "test/")
+            records = list(model.test_records)
         result = {
             **val,
             **test,
@@ -163,8 +168,13 @@ def train(cfg: DictConfig) -> dict[str, float]:
             "epochs": trainer.current_epoch,
             "global_step": trainer.global_step,
             "best_checkpoint": best,
+            "code_version": code_version(),
+            "per_image": records,
             "config": to_plain(cfg, resolve=True),
         }
+        within = member_comparison(result)
+        if within:
+            result["fusion_vs_best_member"] = within
         if trainer.is_global_zero:
             atomic_write_json(out_dir / "metrics.json", result)
             log.info("metrics written to %s", out_dir / "metrics.json")
@@ -210,6 +220,19 @@ def load_checkpoint_config(ckpt_path: str | Path) -> DictConfig:
     if not isinstance(ckpt, dict) or CONFIG_KEY not in ckpt:
         raise DataError(path, "not a fusionlab checkpoint (it holds no saved run config)", "ckpt_path")
     return OmegaConf.create(ckpt[CONFIG_KEY])
+
+
+def saved_metrics(ckpt_path: str | Path) -> dict[str, float]:
+    """The training run's ``metrics.json`` beside the checkpoint (``RUN/checkpoints/x.ckpt``), if
+    any: its validation metrics choose the best member without looking at the test images."""
+    import json
+
+    path = Path(ckpt_path).resolve().parent.parent / "metrics.json"
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return {k: v for k, v in data.items() if isinstance(v, (int, float))} if isinstance(data, dict) else {}
 
 
 def merge_eval_config(saved: DictConfig, eval_cfg: DictConfig, overrides: list[str], groups: set[str]) -> DictConfig:
@@ -263,16 +286,23 @@ def evaluate(cfg: DictConfig, overrides: list[str] | None = None, groups: set[st
             extras = model.write_inference(datamodule, out_dir, {k: to_plain_value(cfg.get(k)) for k in INFERENCE_KEYS})
         result = {
             "checkpoint": str(ckpt_path.resolve()),
+            "code_version": code_version(),
             "metrics": metrics,
             **cost,
             "ms_per_image": (sum(r["ms"] for r in records) / len(records)) if records and "ms" in records[0] else None,
             "per_image": records,
             **extras,
+            "val_metrics": _scalars(saved_metrics(ckpt_path), "val/"),
             "wall_time_s": round(time.perf_counter() - started, 3),
             "config": to_plain(run_cfg, resolve=True),
         }
+        within = member_comparison(result)
+        if within:
+            result["fusion_vs_best_member"] = within
         if trainer.is_global_zero:
             print_eval_table(records, metrics, title=f"{ckpt_path}")
+            if within:
+                print_member_comparison(within)
             atomic_write_json(out_dir / "eval.json", result)
             log.info("evaluation written to %s", out_dir / "eval.json")
             for logger in trainer.loggers:
@@ -291,20 +321,31 @@ def _log_eval_table(logger, records: list[dict]) -> None:
 
 
 def compare(cfg: DictConfig) -> dict:
-    """``evaluate.py compare=PATH``: the HTML comparison report of the runs under PATH (a multirun
-    folder, or a list of run folders), also logged to W&B as a table when W&B is configured."""
-    from fusionlab.reporting.compare import build_report
+    """``evaluate.py compare=PATH [baseline=auto|RUN|SETTING]``: the comparison report of the runs
+    under PATH (a multirun folder, or a list of run folders): ``report.html``, ``comparison.json``
+    (paired differences, intervals, p-values, win rates) and, when W&B is configured, the same
+    tables in W&B."""
+    from fusionlab.reporting.compare import build_report, comparison_rows
 
     paths = [cfg.compare] if isinstance(cfg.compare, str) else list(cfg.compare)
-    report, runs, problems = build_report(paths, cfg.paths.output_dir)
+    report, runs, problems, result = build_report(paths, cfg.paths.output_dir, str(cfg.get("baseline") or "auto"))
     log.info("comparison of %d runs written to %s", len(runs), report)
+    for c in result["comparisons"]:
+        print(c["verdict"])
+    for w in result["within_run"]:
+        print(f"{w['run']}: {w['psnr']['verdict']}")
     print(f"report: {report}")
     wandb_cfg = (cfg.get("logger") or {}).get("wandb")
     if wandb_cfg:
         import wandb
 
         rows = [r.row() for r in runs]
+        flat = comparison_rows(result)
         with wandb.init(project=wandb_cfg.project, group=wandb_cfg.group, job_type="compare",
                         dir=str(cfg.paths.output_dir), mode=wandb_cfg.mode, tags=list(cfg.tags)) as run:
-            run.log({"compare/runs": wandb.Table(columns=list(rows[0]), data=[list(r.values()) for r in rows])})
-    return {"report": str(report), "runs": len(runs), "skipped": problems}
+            tables = {"compare/runs": wandb.Table(columns=list(rows[0]), data=[list(r.values()) for r in rows])}
+            if flat:
+                tables["compare/paired"] = wandb.Table(columns=list(flat[0]), data=[list(r.values()) for r in flat])
+            run.log(tables)
+    return {"report": str(report), "comparison": str(Path(report).with_name("comparison.json")), "runs": len(runs),
+            "comparisons": len(result["comparisons"]), "within_run": len(result["within_run"]), "skipped": problems}

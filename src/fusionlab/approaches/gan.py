@@ -56,6 +56,11 @@ class GanGenerator(AdversarialModule):
         """FLOPs are per generated image (at the generator's own size)."""
         return (torch.zeros(1, self.latent_dim, device=self.device),)
 
+    def flops_key(self, size: int) -> str:
+        """FLOPs are counted for one sample at the generator's own resolution, and named so."""
+        image_size = getattr(self._members()[0] if hasattr(self, "_members") else self.generator, "image_size", None)
+        return f"flops_per_sample_{image_size}" if image_size else "flops_per_sample"
+
     def latents(self, indices: torch.Tensor, seed: int) -> torch.Tensor:
         return seeded_latents(indices.cpu(), seed, self.latent_dim).to(self.device)
 

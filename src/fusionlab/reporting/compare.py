@@ -1,325 +1,68 @@
-"""Comparison report: collect runs (metrics.json / eval.json + config) and write ``report.html``.
+"""Comparison report: ``report.html`` (self-contained), ``comparison.json`` and ``report.json``.
 
-The page is self-contained (plots are embedded PNGs, the table sorts with a few lines of inline
-JavaScript) and opens offline. Plots: quality vs cost, per-strategy bars with the spread over
-seeds, and the first test image restored by each run.
+Runs are found and grouped by :mod:`fusionlab.reporting.runs`, compared pairwise on per-image
+records by :mod:`fusionlab.reporting.paired`, and drawn by :mod:`fusionlab.reporting.figures`.
+The page opens offline (plots are embedded PNGs; the tables sort with a few lines of inline JS).
 """
 
-import base64
 import html
-import io
 import json
 import logging
-import math
-import statistics
-from dataclasses import dataclass, field
 from pathlib import Path
 
+from fusionlab.reporting.figures import restoration_grid, scatter_quality_cost, strategy_bars, zoomed_crops
+from fusionlab.reporting.paired import compare_settings, forest_plot
+from fusionlab.reporting.runs import AGGREGATED, aggregate, find_runs, label_settings
 from fusionlab.utils.errors import DataError
 from fusionlab.utils.io import atomic_write_text
 
 log = logging.getLogger("fusionlab")
-APPROACH_NAMES = {"SingleModel": "single", "GeneratorEnsemble": "ensemble",
-                  "FeatureFusionTranslator": "feature_fusion"}
-# Config keys that do not change what a run computes (where it writes, how it logs) or that are
-# the repetition itself (seed): runs differing only in these are one setting, aggregated.
-NOT_SETTING = ("seed", "paths", "logger", "callbacks", "extras", "task_name", "tags", "ckpt_path", "test",
-               "optimized_metric", "trainer.default_root_dir", "trainer.enable_progress_bar", "trainer.plugins",
-               "trainer.devices", "trainer.num_nodes", "trainer.strategy", "trainer.log_every_n_steps",
-               "data.num_workers", "data.pin_memory", "data.persistent_workers")
-AGGREGATED = ("psnr", "ssim", "fid")
 
 
-def _short(target: str | None) -> str:
-    return str(target or "").rsplit(".", 1)[-1]
-
-
-@dataclass
-class RunSummary:
-    """One run as the report sees it."""
-
-    path: Path
-    approach: str
-    strategy: str
-    backbones: str
-    seed: int | None
-    metrics: dict
-    split: str = "test"
-    samples: dict = field(default_factory=dict)
-    config: dict = field(default_factory=dict)
-    setting: str = ""  # the config values that distinguish this run's setting from the others'
-
-    def metric(self, name: str) -> float | None:
-        value = self.metrics.get(f"{self.split}/{name}")
-        return None if value is None else float(value)
-
-    @property
-    def label(self) -> str:
-        return f"{self.approach}" + (f" [{self.strategy}]" if self.strategy != "-" else "") + f" {self.backbones}"
-
-    @property
-    def group(self) -> str:
-        """Runs whose configs differ only by seed (and where they write/log) share a group."""
-        return json.dumps(setting_config(self.config), sort_keys=True, default=str)
-
-    @property
-    def group_label(self) -> str:
-        return self.label + (f" ({self.setting})" if self.setting else "")
-
-    def row(self) -> dict:
-        flops = self.metrics.get("flops_per_image_256")
-        return {
-            "run": self.path.name, "approach": self.approach, "strategy": self.strategy,
-            "backbones": self.backbones, "setting": self.setting or "-", "seed": self.seed,
-            "params": self.metrics.get("params"),
-            "GFLOPs/img": None if flops is None else flops / 1e9,
-            "PSNR": self.metric("psnr"), "SSIM": self.metric("ssim"),
-            "FID": self.metric("fid"), "train time s": self.metrics.get("train_time_s"),
-            "img/s (train)": self.metrics.get("train/images_per_sec_epoch"),
-        }
-
-
-def describe(config: dict) -> tuple[str, str, str]:
-    """(approach, strategy, backbones) from a run's config."""
-    approach_cfg = config.get("approach", {}) or {}
-    cls = _short(approach_cfg.get("_target_"))
-    approach = APPROACH_NAMES.get(cls, cls or "?")
-    strategy = _short((config.get("fusion") or {}).get("_target_")).lower() if "fusion" in approach_cfg else "-"
-    if "members" in approach_cfg:
-        parts = [_short(m.get("_target_")) for m in approach_cfg["members"].values()]
-    elif "branches" in approach_cfg:
-        parts = [_short(b.get("_target_")).replace("Encoder", "") for b in approach_cfg["branches"].values()]
-    else:
-        parts = [_short((approach_cfg.get("net") or config.get("model") or {}).get("_target_"))]
-    return approach, strategy or "-", "+".join(p for p in parts if p)
-
-
-def load_run(path: Path) -> RunSummary:
-    """A run folder holding ``metrics.json`` (training) or ``eval.json`` (evaluation).
-
-    :raises DataError: naming the file when it is missing, unreadable or malformed.
-    """
-    file = path / "metrics.json" if (path / "metrics.json").is_file() else path / "eval.json"
-    try:
-        data = json.loads(file.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise DataError(file, f"unreadable metrics file ({type(exc).__name__}: {exc})") from None
-    if not isinstance(data, dict):
-        raise DataError(file, "metrics file does not hold a JSON object")
-    metrics = {**data, **data.get("metrics", {})} if file.name == "eval.json" else data
-    config = data.get("config")
-    if not isinstance(config, dict):
-        raise DataError(file, "metrics file holds no run config")
-    if not any(k.startswith(("test/", "val/")) for k in metrics):
-        raise DataError(file, "metrics file holds no val/ or test/ metrics")
-    approach, strategy, backbones = describe(config)
-    split = "test" if any(k.startswith("test/") for k in metrics) else "val"
-    samples = {k: path / "samples" / f"test_{k}.png" for k in ("source", "output", "target")
-               if (path / "samples" / f"test_{k}.png").is_file()}
-    return RunSummary(path, approach, strategy, backbones, config.get("seed"), metrics, split, samples, config)
-
-
-def flatten(tree: dict, prefix: str = "") -> dict[str, object]:
-    out: dict[str, object] = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict) and value:
-            out.update(flatten(value, name + "."))
-        else:
-            out[name] = json.dumps(value, sort_keys=True, default=str) if isinstance(value, (dict, list)) else value
-    return out
-
-
-def setting_config(config: dict) -> dict[str, object]:
-    """The flattened config without the keys of ``NOT_SETTING`` (nor anything under them)."""
-    return {k: v for k, v in flatten(config).items()
-            if not any(k == n or k.startswith(n + ".") for n in NOT_SETTING)}
-
-
-def label_settings(runs: list["RunSummary"]) -> None:
-    """Set each run's ``setting``: the values of the config keys that vary between the runs
-    (e.g. ``approach.optimizer.lr=0.001``), shortest key suffix that is still unambiguous."""
-    flat = [setting_config(r.config) for r in runs]
-    keys = sorted({k for f in flat for k in f})
-    # only keys that differ between runs of the same approach/strategy/backbones (the label
-    # already tells those apart, with all the keys that come with a different fusion operator)
-    by_label: dict[str, list[dict]] = {}
-    for run, f in zip(runs, flat):
-        by_label.setdefault(run.label, []).append(f)
-    varying = [k for k in keys if any(len({json.dumps(f.get(k), default=str) for f in fs}) > 1
-                                      for fs in by_label.values())]
-    for run, f in zip(runs, flat):
-        run.setting = ", ".join(f"{_short_key(k, varying)}={_fmt(f.get(k))}" for k in varying)
-
-
-def _fmt(value: object) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
-
-
-def _short_key(key: str, keys: list[str]) -> str:
-    parts = key.split(".")
-    for n in range(min(2, len(parts)), len(parts) + 1):  # at least parent.leaf: m0.width, optimizer.lr
-        tail = ".".join(parts[-n:])
-        if sum(k == tail or k.endswith("." + tail) for k in keys) == 1:
-            return tail
-    return key
-
-
-def aggregate(runs: list["RunSummary"]) -> list[dict]:
-    """One row per setting: number of seeds and mean ± sample std (n-1) of PSNR/SSIM/FID."""
-    groups: dict[str, list[RunSummary]] = {}
-    for r in runs:
-        groups.setdefault(r.group, []).append(r)
-    rows = []
-    for members in groups.values():
-        members.sort(key=lambda m: (m.seed is None, m.seed if isinstance(m.seed, int) else 0))
-        first = members[0]
-        row: dict[str, object] = {"approach": first.approach, "strategy": first.strategy,
-                                  "backbones": first.backbones, "setting": first.setting or "-",
-                                  "seeds": ", ".join(str(m.seed) for m in members), "n": len(members)}
-        for name in AGGREGATED:
-            values = [v for v in (m.metric(name) for m in members) if v is not None]
-            row[f"{name}_mean"] = statistics.fmean(values) if values else None
-            row[f"{name}_std"] = statistics.stdev(values) if len(values) > 1 else None
-        rows.append(row)
-    rows.sort(key=lambda r: -(r["psnr_mean"] or 0))
-    return rows
-
-
-def find_runs(paths: list[str | Path]) -> tuple[list[RunSummary], list[str]]:
-    """Runs under the given folders (a multirun folder, run folders, or a mix); problems are
-    reported by name and skipped."""
-    runs, problems, seen = [], [], set()
-    for root in map(Path, paths):
-        if not root.exists():
-            problems.append(f"{root}: does not exist")
-            continue
-        candidates = [root] if (root / "metrics.json").exists() or (root / "eval.json").exists() else sorted(
-            {p.parent for pattern in ("metrics.json", "eval.json") for p in root.rglob(pattern)
-             if "wandb" not in p.parts})
-        for failed in sorted(root.rglob("failed.json")):  # multirun jobs that failed (utils/sweep.py)
-            try:
-                error = json.loads(failed.read_text()).get("error", "?")
-            except (OSError, json.JSONDecodeError):
-                error = "?"
-            problems.append(f"{failed.parent}: job failed ({error})")
-        for run_dir in candidates:
-            if run_dir in seen:
-                continue
-            seen.add(run_dir)
-            try:
-                runs.append(load_run(run_dir))
-            except DataError as err:
-                problems.append(str(err))
-    return runs, problems
-
-
-# ---- figures -------------------------------------------------------------------------------
-def _png(fig) -> str:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
-    return base64.b64encode(buf.getvalue()).decode()
-
-
-def scatter_quality_cost(runs: list[RunSummary]) -> str:
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    use_flops = all(r.metrics.get("flops_per_image_256") for r in runs)
-    for approach in sorted({r.approach for r in runs}):
-        sel = [r for r in runs if r.approach == approach]
-        xs = [r.metrics.get("flops_per_image_256", 0) / 1e9 if use_flops else r.metrics.get("params", 0) for r in sel]
-        ax.scatter(xs, [r.metric("psnr") for r in sel], label=approach, s=40)
-        for x, r in zip(xs, sel):
-            ax.annotate(r.strategy if r.strategy != "-" else r.backbones, (x, r.metric("psnr")), fontsize=7,
-                        xytext=(3, 3), textcoords="offset points")
-    ax.set_xlabel("GFLOPs per 256x256 image" if use_flops else "parameters")
-    ax.set_ylabel(f"PSNR (dB, {runs[0].split})")
-    ax.set_title("Quality vs cost")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    return _png(fig)
-
-
-def strategy_bars(runs: list[RunSummary]) -> str:
-    import matplotlib.pyplot as plt
-
-    groups: dict[str, list[float]] = {}
-    for r in runs:
-        groups.setdefault(r.group_label, []).append(r.metric("psnr"))
-    labels = sorted(groups, key=lambda k: statistics.fmean(groups[k]))
-    means = [statistics.fmean(groups[k]) for k in labels]
-    stds = [statistics.stdev(groups[k]) if len(groups[k]) > 1 else 0.0 for k in labels]
-    fig, ax = plt.subplots(figsize=(6.4, 0.45 * len(labels) + 1.2))
-    ax.barh(range(len(labels)), means, xerr=stds, capsize=3, color="#4c72b0")
-    ax.set_yticks(range(len(labels)), [f"{k} (n={len(groups[k])})" for k in labels], fontsize=8)
-    lo = min(m - s for m, s in zip(means, stds))
-    ax.set_xlim(lo - 0.5, max(m + s for m, s in zip(means, stds)) + 0.3)
-    ax.set_xlabel(f"PSNR (dB, {runs[0].split}); bars: mean, whiskers: std over seeds")
-    ax.set_title("Per setting")
-    ax.grid(axis="x", alpha=0.3)
-    return _png(fig)
-
-
-def restoration_grid(runs: list[RunSummary]) -> str | None:
-    import matplotlib.pyplot as plt
-    from skimage import io as skio
-
-    with_samples = [r for r in runs if "output" in r.samples]
-    if not with_samples:
-        return None
-    first = with_samples[0]
-    panels = [("input", first.samples.get("source")), ("target", first.samples.get("target"))]
-    panels += [(f"{r.label}\n{r.metric('psnr'):.2f} dB", r.samples["output"]) for r in with_samples]
-    panels = [(t, p) for t, p in panels if p is not None]
-    cols = min(4, len(panels))
-    rows = math.ceil(len(panels) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.4 * rows), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for ax, (title, path) in zip(axes.flat, panels):
-        image = skio.imread(str(path))
-        ax.imshow(image, cmap="gray" if image.ndim == 2 else None, vmin=0, vmax=255)
-        ax.set_title(title, fontsize=7)
-    fig.suptitle("First test image, restored by each run", fontsize=9)
-    return _png(fig)
-
-
-# ---- page ----------------------------------------------------------------------------------
 def _cell(value) -> str:
-    if value is None:
+    if value is None or (isinstance(value, float) and value != value):
         return '<td data-v="">–</td>'
     if isinstance(value, float):
         text = f"{value:,.4f}" if abs(value) < 10 else f"{value:,.2f}"
         return f'<td data-v="{value}">{text}</td>'
-    if isinstance(value, int):
+    if isinstance(value, int) and not isinstance(value, bool):
         return f'<td data-v="{value}">{value:,}</td>'
     return f'<td data-v="{html.escape(str(value))}">{html.escape(str(value))}</td>'
+
+
+def _table(table_id: str, columns: list[str], rows: list[dict]) -> str:
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    body = "\n".join("<tr>" + "".join(_cell(r.get(c)) for c in columns) + "</tr>" for r in rows)
+    return f'<table id="{table_id}"><thead><tr>{head}</tr></thead><tbody>\n{body}\n</tbody></table>'
 
 
 PAGE = """<!doctype html>
 <html><head><meta charset="utf-8"><title>fusionlab comparison</title>
 <style>
-body {{ font-family: system-ui, sans-serif; margin: 24px; color: #222; }}
-table {{ border-collapse: collapse; font-size: 13px; }}
+body {{ font-family: system-ui, sans-serif; margin: 24px; color: #222; max-width: 1400px; }}
+table {{ border-collapse: collapse; font-size: 13px; margin-bottom: 6px; }}
 th, td {{ border: 1px solid #ddd; padding: 4px 8px; text-align: right; }}
 th {{ background: #f3f3f3; cursor: pointer; user-select: none; }}
-td:nth-child(-n+5) {{ text-align: left; }}
+td:first-child, td:nth-child(2) {{ text-align: left; }}
 tr:nth-child(even) {{ background: #fafafa; }}
-.figs img {{ margin: 8px 12px 8px 0; border: 1px solid #eee; vertical-align: top; }}
+.figs img {{ margin: 8px 12px 8px 0; border: 1px solid #eee; vertical-align: top; max-width: 100%; }}
 .note {{ color: #666; font-size: 12px; }}
+ul.verdicts li {{ margin: 3px 0; }}
+.yes {{ color: #a93226; font-weight: 600; }} .no {{ color: #555; }}
 </style></head>
 <body data-report="fusionlab">
 <h1>fusionlab: comparison of {n_runs} runs</h1>
 <p class="note">{subtitle}</p>
-<table id="runs"><thead><tr>{header}</tr></thead><tbody>
-{rows}
-</tbody></table>
-<p class="note">Click a column header to sort. PSNR/SSIM/FID on the {split} set; FLOPs per 256x256 image.</p>
+<h2>Does it beat the baseline?</h2>
+{verdicts}
+<div class="figs">{forest}</div>
+{comparisons}
+<h2>Settings over seeds</h2>
 {settings}
+<h2>Runs</h2>
+{runs}
+<p class="note">Click a column header to sort. Metrics on the {split} set; FLOPs per 256x256 image (restoration,
+style) or per generated sample (generation).</p>
 {problems}
 <div class="figs">{figures}</div>
 <script>
@@ -337,31 +80,79 @@ Promise.all(imgs.map(i => i.complete ? Promise.resolve() : new Promise(r => {{ i
 </body></html>
 """
 
-
-def settings_table(settings: list[dict]) -> str:
-    """Mean ± std over seeds per setting; shown when some setting was run with several seeds."""
-    if all(s["n"] == 1 for s in settings):
-        return ""
-    head = ["approach", "strategy", "backbones", "setting", "seeds"] + [n.upper() for n in AGGREGATED]
-
-    def pm(row: dict, name: str) -> str:
-        mean, std = row[f"{name}_mean"], row[f"{name}_std"]
-        if mean is None:
-            return '<td data-v="">–</td>'
-        digits = 4 if name == "ssim" else 2
-        text = f"{mean:.{digits}f}" + (f" ± {std:.{digits}f}" if std is not None else "")
-        return f'<td data-v="{mean}">{text}</td>'
-
-    rows = "\n".join("<tr>" + "".join(_cell(r[k]) for k in ("approach", "strategy", "backbones", "setting"))
-                     + f'<td data-v="{r["n"]}">{r["n"]}: {html.escape(r["seeds"])}</td>'
-                     + "".join(pm(r, n) for n in AGGREGATED) + "</tr>" for r in settings)
-    return ("<h3>Over seeds: mean ± std (n-1)</h3><table id=\"settings\"><thead><tr>"
-            + "".join(f"<th>{h}</th>" for h in head) + f"</tr></thead><tbody>\n{rows}\n</tbody></table>")
+HOW = ("Paired per-image differences on the same test images (a setting's per-image value is the mean over "
+       "its seeds): mean, 95% paired bootstrap interval (scipy.stats.bootstrap, BCa, fixed seed), Wilcoxon "
+       "signed-rank p (Holm-adjusted over every test on this page), win rate = share of images improved. "
+       "When both settings have several seeds, the difference of seed means with Welch's 95% t-interval is "
+       "shown too. A difference whose interval contains 0 is not distinguishable.")
 
 
-def build_report(paths: list[str | Path], out_dir: str | Path) -> tuple[Path, list[RunSummary], list[str]]:
-    """Write ``report.html`` (and ``report.json``) into ``out_dir``.
+def _verdicts(result: dict) -> str:
+    items = []
+    for c in result["comparisons"]:
+        cls = "yes" if c["distinguishable"] else "no"
+        seeds = c.get("seed_difference")
+        extra = (f"; over seeds {seeds['mean']:+.3f} [{seeds['ci_low']:+.3f}, {seeds['ci_high']:+.3f}]"
+                 if seeds else f"; seeds: {c['seeds_candidate']} vs {c['seeds_baseline']}")
+        items.append(f'<li class="{cls}">{html.escape(c["verdict"])} (n={c["n_images"]} images, '
+                     f'Holm p={c["p_holm"]:.3g}, wins {c["win_rate"]:.0%}{html.escape(extra)})</li>')
+    for w in result["within_run"]:
+        d = w["psnr"]
+        cls = "yes" if d["distinguishable"] else "no"
+        items.append(f'<li class="{cls}">{html.escape(w["run"])} (seed {w["seed"]}): {html.escape(d["verdict"])} '
+                     f'(best member chosen on {html.escape(w["chosen_on"])}; Holm p={d["p_holm"]:.3g}, '
+                     f'wins {d["win_rate"]:.0%})</li>')
+    if not items:
+        return "<p>No paired comparison: the runs share no task with per-image records on the same images.</p>"
+    base = "; ".join(f"{t}: <b>{html.escape(b)}</b>" for t, b in result["baselines"].items())
+    head = f"<p>Baseline {base}.</p>" if base else ""
+    return f'{head}<ul class="verdicts">{"".join(items)}</ul><p class="note">{HOW}</p>'
 
+
+def comparison_rows(result: dict) -> list[dict]:
+    """Flat rows (one per comparison and metric) for the HTML table, W&B and readers."""
+    rows = []
+    for c in result["comparisons"]:
+        rows.append({"candidate": c["candidate"], "baseline": c["baseline"], "metric": c["metric"],
+                     "images": c["n_images"], "seeds": f"{c['seeds_candidate']} vs {c['seeds_baseline']}",
+                     "mean diff": c["mean"], "CI low": c["ci_low"], "CI high": c["ci_high"],
+                     "p (Wilcoxon)": c["p_value"], "p (Holm)": c["p_holm"], "win rate": c["win_rate"],
+                     "image std": c["between_image_std"], "seed std": c["between_seed_std"],
+                     "distinguishable": "yes" if c["distinguishable"] else "no"})
+    for w in result["within_run"]:
+        for metric in ("psnr", "ssim"):
+            d = w[metric]
+            rows.append({"candidate": f"{w['run']}: fused", "baseline": f"{w['run']}: {w['best_member']}",
+                         "metric": metric, "images": d["n"], "seeds": "1 run", "mean diff": d["mean"],
+                         "CI low": d["ci_low"], "CI high": d["ci_high"], "p (Wilcoxon)": d["p_value"],
+                         "p (Holm)": d["p_holm"], "win rate": d["win_rate"], "image std": d["std"],
+                         "seed std": None, "distinguishable": "yes" if d["distinguishable"] else "no"})
+    return rows
+
+
+def _settings_rows(settings: list[dict]) -> tuple[list[str], list[dict]]:
+    present = [n for n in AGGREGATED if any(s[f"{n}_mean"] is not None for s in settings)]
+    rows = []
+    for s in settings:
+        row = {"setting": s["label"], "task": s["task"], "seeds": s["seeds"]}
+        for n in present:
+            mean, ci = s[f"{n}_mean"], s[f"{n}_ci"]
+            digits = 2 if n in ("psnr", "fid") else 4
+            row[n] = None if mean is None else (f"{mean:.{digits}f}" + (
+                f" [{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]" if ci else ""))
+            row[f"{n} seed std"] = s[f"{n}_std"]
+            row[f"{n} image std"] = s[f"{n}_image_std"]
+        rows.append(row)
+    columns = ["setting", "task", "seeds"] + [c for n in present for c in (n, f"{n} seed std", f"{n} image std")]
+    return columns, rows
+
+
+def build_report(paths: list[str | Path], out_dir: str | Path, baseline: str = "auto"
+                 ) -> tuple[Path, list, list[str], dict]:
+    """Write ``report.html``, ``comparison.json`` and ``report.json`` into ``out_dir``.
+
+    :param baseline: ``auto`` (per task: the best single-model setting, else the best setting), or
+        a run folder name or a substring of a setting's label.
     :raises DataError: when no run could be read.
     """
     runs, problems = find_runs(paths)
@@ -371,27 +162,38 @@ def build_report(paths: list[str | Path], out_dir: str | Path) -> tuple[Path, li
     if not runs:
         detail = "; ".join(problems) if problems else "no metrics.json or eval.json found"
         raise DataError(", ".join(map(str, paths)), f"no runs to compare ({detail})", "compare")
-    runs.sort(key=lambda r: -(r.metric("psnr") or 0))
+    runs.sort(key=lambda r: (r.task, -(r.metric("psnr") or r.metric("content_ssim") or 0)))
     table = [r.row() for r in runs]
-    columns = list(table[0])
+    columns = [c for c in table[0] if any(row.get(c) is not None for row in table)]
     settings = aggregate(runs)
-    figures = [("quality vs cost", scatter_quality_cost(runs)), ("per strategy", strategy_bars(runs))]
-    grid = restoration_grid(runs)
-    if grid:
-        figures.append(("restorations", grid))
+    result = compare_settings(runs, baseline)
+    if result["unmatched_baseline"]:
+        problems.append(f"compare.baseline={result['unmatched_baseline']}: matches no run or setting; "
+                        "no between-run comparison")
+    set_columns, set_rows = _settings_rows(settings)
+    figures = [f for f in (scatter_quality_cost(runs), strategy_bars(settings), zoomed_crops(runs),
+                           restoration_grid(runs)) if f]
+    forest = forest_plot(result["comparisons"], result["within_run"])
+    flat = comparison_rows(result)
     problems_html = ("<h3>Skipped</h3><ul>" + "".join(f"<li>{html.escape(p)}</li>" for p in problems) + "</ul>"
                      if problems else "")
     page = PAGE.format(
         n_runs=len(runs), split=runs[0].split,
         subtitle=html.escape(", ".join(str(p) for p in paths)),
-        header="".join(f"<th>{html.escape(c)}</th>" for c in columns),
-        rows="\n".join("<tr>" + "".join(_cell(row[c]) for c in columns) + "</tr>" for row in table),
-        settings=settings_table(settings),
+        verdicts=_verdicts(result),
+        forest=f'<img alt="forest plot" src="data:image/png;base64,{forest}">' if forest else "",
+        comparisons=_table("comparisons", list(flat[0]), flat) if flat else "",
+        settings=_table("settings", set_columns, set_rows),
+        runs=_table("runs", columns, table),
         problems=problems_html,
-        figures="".join(f'<img alt="{t}" src="data:image/png;base64,{b}">' for t, b in figures),
+        figures="".join(f'<img alt="figure" src="data:image/png;base64,{b}">' for b in figures),
     )
     out_dir = Path(out_dir)
     report = atomic_write_text(out_dir / "report.html", page)
+    comparison = {"baseline_option": baseline, **result, "settings": settings, "skipped": problems,
+                  "method": HOW}
+    atomic_write_text(out_dir / "comparison.json", json.dumps(comparison, indent=2, default=str))
     atomic_write_text(out_dir / "report.json", json.dumps({"columns": columns, "rows": table, "settings": settings,
-                                                          "skipped": problems}, indent=2, default=str))
-    return report, runs, problems
+                                                          "comparisons": flat, "skipped": problems},
+                                                         indent=2, default=str))
+    return report, runs, problems, result

@@ -20,6 +20,9 @@ from scipy import stats
 CONFIDENCE = 0.95
 N_RESAMPLES = 9999
 SEED = 0
+# Below this many paired images no claim is made: the bootstrap interval of a handful of values is
+# too narrow, and the smallest two-sided Wilcoxon p-value with 5 pairs is 0.0625.
+MIN_PAIRS = 6
 
 
 def paired_difference(a: Sequence[float], b: Sequence[float], *, higher_is_better: bool = True,
@@ -42,7 +45,7 @@ def paired_difference(a: Sequence[float], b: Sequence[float], *, higher_is_bette
     out["win_rate"] = float(wins.mean()) if n else float("nan")
     if n < 2 or np.allclose(d, d[0], rtol=0.0, atol=1e-12):
         # no spread: the bootstrap distribution is a point (and Wilcoxon has no ranks when d == 0)
-        value = float(d[0]) if n else float("nan")
+        value = float(d[0]) if n else float("nan")  # (a constant shift: its interval is that point)
         out.update(ci_low=value, ci_high=value,
                    p_value=1.0 if n == 0 or value == 0 else float("nan"))
     else:
@@ -58,7 +61,8 @@ def paired_difference(a: Sequence[float], b: Sequence[float], *, higher_is_bette
         nonzero = d[d != 0]
         p = float(stats.wilcoxon(nonzero).pvalue) if nonzero.size else 1.0
         out.update(ci_low=float(lo), ci_high=float(hi), p_value=p)
-    out["distinguishable"] = bool(np.isfinite(out["ci_low"]) and (out["ci_low"] > 0 or out["ci_high"] < 0))
+    out["distinguishable"] = bool(n >= MIN_PAIRS and np.isfinite(out["ci_low"])
+                                  and (out["ci_low"] > 0 or out["ci_high"] < 0))
     return out
 
 
@@ -105,6 +109,9 @@ def verdict(diff: Mapping, metric: str, unit: str = "", candidate: str = "A", ba
     lo, hi, mean = diff["ci_low"], diff["ci_high"], diff["mean"]
     fmt = (lambda v: f"{v:+.3f}{unit}") if unit else (lambda v: f"{v:+.4f}")
     interval = f"{fmt(mean)} [{fmt(lo)}, {fmt(hi)}]"
+    if diff.get("n", MIN_PAIRS) < MIN_PAIRS:
+        return (f"too few images to tell: {candidate} vs {baseline} on {metric} {interval} "
+                f"(n={diff['n']}, fewer than {MIN_PAIRS} paired images)")
     if not diff.get("distinguishable"):
         return f"not distinguishable: {candidate} vs {baseline} on {metric} {interval}, interval contains 0"
     better = (mean > 0) == higher_is_better
