@@ -70,7 +70,7 @@ def test_wandb_online_without_network_falls_back_to_offline(tmp_path, monkeypatc
 
 def _start(run_dir: Path, extra: list[str]) -> subprocess.Popen:
     args = [sys.executable, "train.py", "debug=smoke", "extras.print_config=false", "logger=wandb",
-            "trainer.deterministic=true", "trainer.max_epochs=3", "trainer.limit_train_batches=40",
+            "trainer.deterministic=true", "trainer.max_epochs=3", "data.samples_per_epoch=320",
             "trainer.limit_val_batches=2", "data.batch_size=8", f"hydra.run.dir={run_dir}", *extra]
     # own W&B service: an in-process test may have left WANDB_SERVICE pointing at the pytest
     # process's service, which would still hold the killed run's id
@@ -122,7 +122,7 @@ def test_killed_run_resumes_in_its_folder_with_the_same_wandb_run_and_final_metr
     final = json.loads((run / "metrics.json").read_text())
     assert final["epochs"] == expected["epochs"] and final["global_step"] == expected["global_step"]
     if sig == signal.SIGKILL:  # resumed from the end-of-epoch last.ckpt: the same stream, the same result
-        for key in ("val/psnr", "val/ssim", "test/psnr", "test/ssim"):
+        for key in ("val/psnr", "val/ssim", "val/psnr_best", "test/psnr", "test/ssim"):
             assert final[key] == pytest.approx(expected[key], abs=1e-5), key
     # (SIGTERM resumes mid-epoch: the data iterator restarts that epoch, so only the budget is equal)
     ids = {p.name.rsplit("-", 1)[-1] for p in (run / "wandb").glob("offline-run-*")}

@@ -119,8 +119,7 @@ class AdversarialModule(EvaluatedModule):
         self.n_critic, self.grad_clip = int(n_critic), grad_clip
         self.ema = EMA(generator, ema_decay) if ema_decay is not None else None
         self.register_buffer("batches_seen", torch.zeros((), dtype=torch.long))
-        self._epoch_sums: dict[str, torch.Tensor] = {}
-        self._epoch_batches = 0
+        self._epoch_sums: dict[str, tuple[torch.Tensor, int]] = {}  # key -> (sum, batches that logged it)
 
     # ---- contract for subclasses ----------------------------------------------------------
     def generate(self, batch: dict) -> tuple[torch.Tensor, dict]:
@@ -193,15 +192,15 @@ class AdversarialModule(EvaluatedModule):
         """Step values when the loggers write (every ``trainer.log_every_n_steps`` batches) and
         running sums for the epoch means (``<key>_epoch``): ``self.log`` of ~10 terms on every
         batch cost 7% of a small GAN's step on CPU (bench/throughput.py)."""
-        for key, value in logs.items():
-            self._epoch_sums[key] = self._epoch_sums.get(key, 0.0) + value.detach().float()
-        self._epoch_batches += 1
+        for key, value in logs.items():  # counted per key: G terms exist only every n_critic batches
+            total, count = self._epoch_sums.get(key, (0.0, 0))
+            self._epoch_sums[key] = (total + value.detach().float(), count + 1)
         connector = getattr(self.trainer, "_logger_connector", None)
         if connector is None or connector.should_update_logs:
             self.log_dict(logs, prog_bar=False, on_step=True, on_epoch=False)
 
     def on_train_epoch_start(self) -> None:
-        self._epoch_sums, self._epoch_batches = {}, 0
+        self._epoch_sums = {}
 
     def on_before_optimizer_step(self, optimizer) -> None:
         # after the GradScaler has unscaled the gradients (16-mixed), before the step
@@ -209,8 +208,8 @@ class AdversarialModule(EvaluatedModule):
             self.clip_gradients(optimizer, gradient_clip_val=self.grad_clip, gradient_clip_algorithm="norm")
 
     def on_train_epoch_end(self) -> None:
-        if self._epoch_batches:
-            self.log_dict({f"{k}_epoch": v / self._epoch_batches for k, v in self._epoch_sums.items()},
+        if self._epoch_sums:
+            self.log_dict({f"{k}_epoch": total / count for k, (total, count) in self._epoch_sums.items()},
                           on_step=False, on_epoch=True, sync_dist=True)
         schedulers = self.lr_schedulers()
         if schedulers is None:

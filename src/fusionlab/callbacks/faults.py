@@ -29,9 +29,21 @@ class SaveOnSigterm(L.Callback):
 
 
 class RNGStateInCheckpoint(L.Callback):
-    """Saves Python's, NumPy's and torch's RNG states in every checkpoint and restores them on
-    resume: with ``trainer.deterministic=true``, a killed and resumed run draws the same patches and
-    noise as an uninterrupted one."""
+    """Saves Python's, NumPy's and torch's RNG states in every checkpoint and restores them when the
+    resumed run starts its next training epoch: with ``trainer.deterministic=true``, a run killed at
+    any point after its first checkpoint and resumed from the end-of-epoch ``last.ckpt`` draws the
+    same patches and noise as an uninterrupted one, and ends with the same metrics.
+
+    The states are not set in ``on_load_checkpoint``: Lightning restarts the checkpoint's epoch
+    (whose end it had not marked complete) and creates that epoch's data iterator again, which draws
+    from the global RNG (the random sampler's seed) before the next epoch starts. The saved states
+    are the ones the uninterrupted run had at the start of that next epoch, so they are set there.
+    A mid-epoch checkpoint (SIGTERM) resumes with the same budget but not the same data stream:
+    Lightning does not fast-forward a random sampler.
+    """
+
+    def __init__(self) -> None:
+        self._pending: dict | None = None
 
     def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
         checkpoint[RNG_KEY] = {"python": random.getstate(), "numpy": np.random.get_state(),
@@ -40,8 +52,12 @@ class RNGStateInCheckpoint(L.Callback):
 
     def on_load_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
         state = checkpoint.get(RNG_KEY)
-        if not state or trainer.state.fn != "fit":
+        self._pending = state if state and trainer.state.fn == "fit" else None
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        if self._pending is None:
             return
+        state, self._pending = self._pending, None
         random.setstate(state["python"])
         np.random.set_state(state["numpy"])
         torch.set_rng_state(state["torch"])

@@ -57,12 +57,15 @@ class GANLoss(nn.Module):
 
 
 def r1_penalty(real_pred: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
-    """R1 gradient penalty (Mescheder et al. 2018): ``E ||grad_x D(x)||^2`` on real images.
+    """R1 gradient penalty (Mescheder et al. 2018): ``E ||grad_x D(x)||^2`` over the real images.
 
-    ``real`` must require grad and ``real_pred`` must be computed from it. Multiply by ``gamma / 2``.
+    ``real`` must require grad and ``real_pred`` (one logit map per real image) must be computed from
+    it. ``real`` may be a larger batch whose first ``len(real_pred)`` rows are the real images (real
+    and fake passed through D together): the mean is over the real rows only. Multiply by
+    ``gamma / 2``.
     """
     (grad,) = torch.autograd.grad(real_pred.float().sum(), real, create_graph=True)
-    return grad.float().pow(2).flatten(1).sum(1).mean()
+    return grad[: real_pred.shape[0]].float().pow(2).flatten(1).sum(1).mean()
 
 
 def total_variation(image: torch.Tensor) -> torch.Tensor:
