@@ -48,20 +48,34 @@ def test_unknown_key_fails_with_hydra_message(tmp_path):
 
 @pytest.mark.slow
 def test_ddp_two_processes_match_single_process(tmp_path):
-    """2 CPU processes (gloo): the synced test metrics equal a 1-process evaluation of the same
-    checkpoint on the same images."""
-    write_images(tmp_path / "imgs", 4, size=(40, 48))
+    """2 CPU processes (gloo) on 5 images (an odd count: Lightning's default sampler would repeat
+    one): the synced test metrics, the FID proxy (references fed once in all) and the per-image
+    records equal a 1-process evaluation of the same checkpoint; an evaluation under DDP writes
+    every image once."""
+    write_images(tmp_path / "imgs", 5, size=(40, 48))
     data = ["data=folder", f"data.train_dir={tmp_path / 'imgs'}", f"data.val_dir={tmp_path / 'imgs'}"]
+    fid = ["metrics.fid.extractor=random_proxy", "metrics.fid.min_samples=2", "metrics.fid.kid_subset_size=2",
+           f"paths.cache_dir={tmp_path / 'cache'}"]
     run_dir = tmp_path / "ddp"
-    res = run_cli(["train.py", *SMOKE, *data, "logger=csv", "trainer.accelerator=cpu", "trainer.devices=2",
+    res = run_cli(["train.py", *SMOKE, *data, *fid, "logger=csv", "trainer.accelerator=cpu", "trainer.devices=2",
                    "trainer.strategy=ddp", "trainer.limit_test_batches=null", "trainer.limit_val_batches=null",
                    f"hydra.run.dir={run_dir}"])
     assert res.returncode == 0, res.stderr[-3000:]
     ddp = json.loads((run_dir / "metrics.json").read_text())
-    res = run_cli(["evaluate.py", f"ckpt_path={run_dir / 'checkpoints' / 'best.ckpt'}", "logger=csv",
-                   "trainer.accelerator=cpu", f"hydra.run.dir={tmp_path / 'eval'}"])
+    ckpt = run_dir / "checkpoints" / "best.ckpt"
+    res = run_cli(["evaluate.py", f"ckpt_path={ckpt}", *fid, "logger=csv", "trainer.accelerator=cpu",
+                   f"hydra.run.dir={tmp_path / 'eval'}"])
     assert res.returncode == 0, res.stderr[-3000:]
     single = json.loads((tmp_path / "eval" / "eval.json").read_text())
-    assert len(single["per_image"]) == 4
-    for key in ("test/psnr", "test/ssim", "test/psnr_input"):
+    assert len(single["per_image"]) == 5
+    assert [r["image"] for r in ddp["per_image"]] == [r["image"] for r in single["per_image"]], "each image once"
+    for a, b in zip(ddp["per_image"], single["per_image"]):
+        assert a["psnr"] == pytest.approx(b["psnr"], abs=1e-4)
+    for key in ("test/psnr", "test/ssim", "test/psnr_input", "test/fid_proxy"):
         assert ddp[key] == pytest.approx(single["metrics"][key], abs=1e-4), key
+    res = run_cli(["evaluate.py", f"ckpt_path={ckpt}", "logger=csv", "metrics.fid.extractor=none",
+                   "trainer.accelerator=cpu", "trainer.devices=2", "trainer.strategy=ddp",
+                   f"hydra.run.dir={tmp_path / 'eval_ddp'}"])
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert len(list((tmp_path / "eval_ddp" / "images").glob("*.png"))) == 5, "both processes' images written"
+    assert len(json.loads((tmp_path / "eval_ddp" / "eval.json").read_text())["per_image"]) == 5

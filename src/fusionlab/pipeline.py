@@ -13,7 +13,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from fusionlab.callbacks.checkpoint_config import CONFIG_KEY, ConfigInCheckpoint
-from fusionlab.callbacks.faults import RNGStateInCheckpoint, SaveOnSigterm
+from fusionlab.callbacks.faults import EpochSeeds, SaveOnSigterm
 from fusionlab.metrics.cost import count_parameters, flops_per_image
 from fusionlab.reporting.paired import member_comparison, print_member_comparison
 from fusionlab.reporting.tables import print_eval_table
@@ -142,7 +142,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     try:
         datamodule, model = build(cfg)
         saved = ConfigInCheckpoint(to_plain(cfg, resolve=False))
-        faults = [RNGStateInCheckpoint(), SaveOnSigterm(str(out_dir / "checkpoints"))]
+        faults = [EpochSeeds(cfg.seed), SaveOnSigterm(str(out_dir / "checkpoints"))]
         trainer = build_trainer(cfg, [saved, *faults], model)
         cost = model_cost(model, cfg)
         log_config(trainer, cfg, cost)

@@ -115,8 +115,8 @@ class ImageWriter(L.Callback):
     def on_test_epoch_start(self, trainer, pl_module) -> None:
         self.written = 0
 
-    @rank_zero_only
     def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        # every process writes the images it evaluated (under DDP each has its own share)
         if not isinstance(outputs, dict) or "output" not in outputs or "name" not in batch:
             return
         for image, name in zip(outputs["output"], batch["name"]):

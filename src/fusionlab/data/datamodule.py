@@ -6,7 +6,7 @@ from collections.abc import Sequence
 import lightning as L
 from torch.utils.data import DataLoader
 
-from fusionlab.data.datasets import FullImageDataset, PatchDataset, loader_sizes
+from fusionlab.data.datasets import FullImageDataset, PatchDataset, loader_sizes, make_loader
 from fusionlab.data.images import GRAY_MODES, list_images, load_image, load_skimage
 from fusionlab.tasks.degradations import Degradation
 from fusionlab.utils.errors import ConfigError, DataError, as_int, check
@@ -131,15 +131,7 @@ class ImageDataModule(L.LightningDataModule):
 
     # ---- loaders -------------------------------------------------------------------------
     def _loader(self, dataset, batch_size: int, shuffle: bool) -> DataLoader:
-        return DataLoader(
-            dataset,
-            batch_size=batch_size,
-            shuffle=shuffle,
-            drop_last=shuffle,
-            num_workers=self.num_workers,
-            pin_memory=self.pin_memory,
-            persistent_workers=self.num_workers > 0,
-        )
+        return make_loader(dataset, batch_size, shuffle, self.num_workers, self.pin_memory)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_set, self.batch_size, shuffle=True)

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from fusionlab.data.datasets import loader_sizes, random_crop_augment
+from fusionlab.data.datasets import item_generator, loader_sizes, make_loader, random_crop_augment
 from fusionlab.data.images import list_images, load_image, load_skimage
 from fusionlab.utils.errors import ConfigError, DataError, as_int, check
 
@@ -63,15 +63,17 @@ class StyleTrainSet(Dataset):
     def __init__(self, contents, styles, patch_size: int, length: int, augment: bool) -> None:
         self.contents, self.styles = contents, styles
         self.patch_size, self.length, self.augment = patch_size, length, augment
+        self.seed = int(torch.initial_seed())  # items are seeded from (run seed, item number)
 
     def __len__(self) -> int:
         return self.length
 
     def __getitem__(self, index: int) -> dict:
+        g = item_generator(self.seed, index)
         content = self.contents[index % len(self.contents)]
-        style = self.styles[int(torch.randint(len(self.styles), ()).item())]
-        return {"content": random_crop_augment(content, self.patch_size, self.augment),
-                "style": random_crop_augment(style, self.patch_size, self.augment)}
+        style = self.styles[int(torch.randint(len(self.styles), (), generator=g).item())]
+        return {"content": random_crop_augment(content, self.patch_size, self.augment, g),
+                "style": random_crop_augment(style, self.patch_size, self.augment, g)}
 
 
 class StylePairSet(Dataset):
@@ -100,9 +102,7 @@ class _Loaders(L.LightningDataModule):
     train_set = val_set = test_set = None
 
     def _loader(self, dataset, batch_size: int, shuffle: bool) -> DataLoader:
-        return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, drop_last=shuffle,
-                          num_workers=self.num_workers, pin_memory=self.pin_memory,
-                          persistent_workers=self.num_workers > 0)
+        return make_loader(dataset, batch_size, shuffle, self.num_workers, self.pin_memory)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_set, self.batch_size, True)
@@ -185,13 +185,14 @@ class ImageSet(Dataset):
 
     def __init__(self, images: torch.Tensor, length: int, augment: bool) -> None:
         self.images, self.length, self.augment = images, length, augment
+        self.seed = int(torch.initial_seed())
 
     def __len__(self) -> int:
         return self.length
 
     def __getitem__(self, index: int) -> dict:
         image = self.images[index % len(self.images)]
-        if self.augment and bool(torch.randint(2, ()).item()):
+        if self.augment and bool(torch.randint(2, (), generator=item_generator(self.seed, index)).item()):
             image = image.flip(-1)
         return {"target": image}
 

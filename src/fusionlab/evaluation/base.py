@@ -66,3 +66,20 @@ class Evaluator(nn.Module):
 
     def reset_records(self) -> None:
         self.records = []
+
+    def gather_records(self) -> None:
+        """Under DDP: every process's records, in dataset order, on every process (each process
+        evaluated every ``world``-th image: the unrepeated sampler of ``data.datasets.make_loader``)."""
+        import torch.distributed as dist
+
+        if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+            return
+        parts: list = [None] * dist.get_world_size()
+        dist.all_gather_object(parts, self.records)
+        merged, seen = [], set()
+        for i in range(max(len(p) for p in parts)):
+            for part in parts:
+                if i < len(part) and part[i]["image"] not in seen:
+                    seen.add(part[i]["image"])
+                    merged.append(part[i])
+        self.records = merged

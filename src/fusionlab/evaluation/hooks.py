@@ -92,3 +92,4 @@ class EvaluatedModule(L.LightningModule):
 
     def on_test_epoch_end(self) -> None:
         self._epoch_end("test")
+        self.evaluator.gather_records()
