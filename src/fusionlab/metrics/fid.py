@@ -86,9 +86,11 @@ class FeatureDistances(nn.Module):
         self.kid_name = name.replace("fid", "kid")
         self.kid_subset_size = kid_subset_size
         self.cache_dir = Path(cache_dir) if cache_dir else None
-        self.fid = FrechetInceptionDistance(feature=extractor, reset_real_features=False)
+        # sync_on_compute=False: under DDP :meth:`compute` gathers the features itself (torchmetrics'
+        # gather of uneven list states between processes broke with per-process shares of references)
+        self.fid = FrechetInceptionDistance(feature=extractor, reset_real_features=False, sync_on_compute=False)
         self.kid = KernelInceptionDistance(feature=extractor, reset_real_features=False,
-                                           subset_size=kid_subset_size)
+                                           subset_size=kid_subset_size, sync_on_compute=False)
         self.fid.orig_dtype = torch.float32  # set by torchmetrics' own update(), which we bypass
         self.real_count = 0
 
@@ -146,21 +148,48 @@ class FeatureDistances(nn.Module):
             self.fid.fake_features_num_samples += feats.shape[0]
             self.kid.fake_features.append(feats)
 
+    def _features(self, which: str) -> torch.Tensor:
+        feats = getattr(self.kid, f"{which}_features")
+        return torch.cat([f if f.dim() == 2 else f[None] for f in feats]) if feats else torch.zeros(0, 1)
+
     def compute(self, min_samples: int = 2, stage: str = "", world_size: int = 1) -> dict[str, torch.Tensor]:
-        """``{name: FID, kid_name: KID mean}``. FID only when both sets hold ``min_samples`` images
-        (a warning names the counts otherwise); KID (unbiased) from 2 on, its subset size shrunk to
-        the sample count."""
-        n = min(int(self.fid.fake_features_num_samples), self.real_count) * world_size
-        out = {}
-        if n >= max(2, min_samples):
-            out[self.name] = self.fid.compute().float()
-        else:
-            log.warning("%s not reported%s: %d images, fewer than min_samples=%d (FID needs many samples; "
-                        "KID is reported instead)", self.name, f" for {stage}" if stage else "", n, min_samples)
-        if n >= 2:
-            self.kid.subset_size = min(self.kid_subset_size, n // world_size)
-            out[self.kid_name] = self.kid.compute()[0].float()
-        return out
+        """``{name: FID, kid_name: KID mean}`` over every process's images. FID only when both sets
+        hold ``min_samples`` images (a warning names the counts otherwise); KID (unbiased) from 2 on,
+        its subset size shrunk to the sample count."""
+        import torch.distributed as dist
+
+        local = {"real": self._features("real"), "fake": self._features("fake")}
+        gathered = local
+        if world_size > 1 and dist.is_available() and dist.is_initialized():
+            parts: list = [None] * dist.get_world_size()
+            dist.all_gather_object(parts, {k: v.cpu() for k, v in local.items()})
+            device = self.fid.real_features_sum.device
+            gathered = {k: torch.cat([p[k] for p in parts if p[k].shape[0]]).to(device) for k in local}
+            self.set_real_features(gathered["real"])
+            self._set_fake_features(gathered["fake"])
+        try:
+            n = min(gathered["real"].shape[0], gathered["fake"].shape[0])
+            out = {}
+            if n >= max(2, min_samples):
+                out[self.name] = self.fid.compute().float()
+            else:
+                log.warning("%s not reported%s: %d images, fewer than min_samples=%d (FID needs many samples; "
+                            "KID is reported instead)", self.name, f" for {stage}" if stage else "", n, min_samples)
+            if n >= 2:
+                self.kid.subset_size = min(self.kid_subset_size, n)
+                out[self.kid_name] = self.kid.compute()[0].float()
+            return out
+        finally:
+            if gathered is not local:  # back to this process's own share
+                self.set_real_features(local["real"].to(self.fid.real_features_sum.device))
+                self._set_fake_features(local["fake"].to(self.fid.real_features_sum.device))
+
+    def _set_fake_features(self, feats: torch.Tensor) -> None:
+        feats = feats.double()
+        self.fid.fake_features_sum = feats.sum(dim=0)
+        self.fid.fake_features_cov_sum = feats.t().mm(feats)
+        self.fid.fake_features_num_samples = torch.tensor(feats.shape[0], device=feats.device)
+        self.kid.fake_features = [feats]
 
     def reset_real(self) -> None:
         """Forget the reference features (a new reference set follows)."""
