@@ -18,7 +18,15 @@ $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/pip install -q -e ".[dev]"
 	touch $(STAMP)
 
-install: $(STAMP)
+# torch-fidelity's Inception, the reference the FID port is tested against (tests/test_fid.py).
+# Installed without dependencies *outside* site-packages: found by torchmetrics, its package
+# __init__ (which imports torchvision) would break torchmetrics.image on this machine.
+FIDELITY := .cache/torch-fidelity/torch_fidelity
+$(FIDELITY): $(STAMP)
+	$(BIN)/pip install -q --no-deps --target .cache/torch-fidelity "torch-fidelity==0.4.0" \
+	  || echo "torch-fidelity could not be installed: the FID port check will skip"
+
+install: $(STAMP) $(FIDELITY)
 
 train: install
 	WANDB_MODE=$${WANDB_MODE:-offline} $(BIN)/python train.py $(ARGS)

@@ -7,7 +7,9 @@ import torch
 from fusionlab.metrics.fid import FeatureDistances, RandomProxyExtractor, build_extractor, tensor_digest
 from fusionlab.metrics.inception import FIDInceptionV3, resize_bilinear_tf1, to_inception_input
 from fusionlab.pipeline import train
-from tests.helpers import compose_cfg, has_module
+import sys
+
+from tests.helpers import ROOT, compose_cfg
 
 
 @pytest.fixture(scope="module")
@@ -59,16 +61,65 @@ def test_input_contract():
     assert resize_bilinear_tf1(ramp, 8)[0, 0, 0].tolist() == [0, 0.5, 1, 1.5, 2, 2.5, 3, 3]
 
 
-@pytest.mark.skipif(not has_module("torch_fidelity"), reason="torch-fidelity not installed (optional)")
-def test_port_matches_torch_fidelity(weights_file):
-    import importlib
+FIDELITY = ROOT / ".cache" / "torch-fidelity" / "torch_fidelity"  # `make install` puts it there
 
-    fidelity = importlib.import_module("torch_fidelity.feature_extractor_inceptionv3")  # optional, lazy
-    ref = fidelity.FeatureExtractorInceptionV3("inception-v3-compat", ["2048"], feature_extractor_weights_path=str(weights_file))
-    x = images(2, size=64)
-    ours = FIDInceptionV3.from_file(weights_file)(x)
-    theirs = ref((x * 255).round().to(torch.uint8))[0]
-    assert torch.allclose(ours.float(), theirs.float(), atol=1e-4)
+
+def import_fidelity_extractor():
+    """torch-fidelity's Inception module without running its package ``__init__`` (which imports
+    torchvision). It is installed outside site-packages (``pip install --no-deps --target``): found
+    by torchmetrics, it would import that ``__init__`` and break ``torchmetrics.image``."""
+    import importlib
+    import importlib.machinery
+    import importlib.util
+
+    spec = importlib.machinery.ModuleSpec("torch_fidelity", None, is_package=True)
+    spec.submodule_search_locations = [str(FIDELITY)]
+    package = importlib.util.module_from_spec(spec)
+    saved = {k: v for k, v in sys.modules.items() if k == "torch_fidelity" or k.startswith("torch_fidelity.")}
+    sys.modules["torch_fidelity"] = package
+    try:
+        return importlib.import_module("torch_fidelity.feature_extractor_inceptionv3")
+    finally:
+        for key in [k for k in sys.modules if k == "torch_fidelity" or k.startswith("torch_fidelity.")]:
+            del sys.modules[key]
+        sys.modules.update(saved)
+
+
+@pytest.mark.skipif(not FIDELITY.is_dir(), reason="torch-fidelity source not installed (`make install` puts "
+                    "torch-fidelity==0.4.0 under .cache/torch-fidelity)")
+def test_port_matches_torch_fidelity(tmp_path, monkeypatch):
+    """The port against the reference implementation: weights drawn at random in torch-fidelity's own
+    parameter layout, loaded strictly by both, the same uint8-quantised images of odd sizes."""
+    fidelity = import_fidelity_extractor()
+    cls = fidelity.FeatureExtractorInceptionV3
+    with monkeypatch.context() as m:  # build its network without any weights file to read its layout
+        m.setattr(cls, "load_state_dict", lambda self, state, strict=True: None)
+        m.setattr(torch, "load", lambda *args, **kwargs: {})
+        layout = cls("inception-v3-compat", ["2048"], feature_extractor_weights_path="unused").state_dict()
+    g = torch.Generator().manual_seed(0)
+    state = {}
+    for key, value in layout.items():
+        if key.endswith("num_batches_tracked"):
+            continue
+        if key.endswith("running_var"):
+            state[key] = 0.5 + torch.rand(value.shape, generator=g)
+        elif key.endswith(("running_mean", "bias")):
+            state[key] = 0.1 * torch.randn(value.shape, generator=g)
+        elif key.endswith("bn.weight"):
+            state[key] = 1.0 + 0.1 * torch.randn(value.shape, generator=g)
+        else:  # conv / fc weights, scaled to keep activations in range through 90+ layers
+            fan_in = value[0].numel()
+            state[key] = torch.randn(value.shape, generator=g) * (2.0 / fan_in) ** 0.5
+    path = tmp_path / "fidelity_layout.pth"
+    torch.save(state, path)
+    reference = cls("inception-v3-compat", ["2048"], feature_extractor_weights_path=str(path))
+    ours = FIDInceptionV3.from_file(path)  # strict: the same keys and shapes
+    for size in ((37, 53), (64, 64), (301, 299)):
+        x = (torch.rand(2, 3, *size, generator=g) * 255).round().to(torch.uint8)
+        theirs = reference(x)[0].double()
+        mine = ours(x.float() / 255.0).double()
+        scale = theirs.abs().max().item()
+        assert scale > 0 and (mine - theirs).abs().max().item() <= 1e-6 * max(1.0, scale), size
 
 
 def test_fid_self_zero_and_growing_with_noise(weights_file):
