@@ -152,3 +152,10 @@ def test_best_value_survives_a_resume(tmp_path):
                                            "ckpt_path=last", "trainer.max_epochs=2", "task.sigma=75"]))
     assert resumed["val/psnr"] < first["val/psnr_best"] - 3
     assert resumed["val/psnr_best"] == pytest.approx(first["val/psnr_best"]), "best from before the resume"
+
+
+def test_fid_is_not_reported_on_a_handful_of_images_by_default(tmp_path):
+    """Default min_samples (2048, the Inception feature size): 2 test images give KID, never FID."""
+    metrics = train(compose_cfg(tmp_path, ["logger=csv", "metrics.fid.extractor=random_proxy",
+                                           "metrics.fid.kid_subset_size=2", f"paths.cache_dir={tmp_path / 'c'}"]))
+    assert "test/kid_proxy" in metrics and "test/fid_proxy" not in metrics

@@ -222,3 +222,22 @@ def test_report_mixes_tasks_without_crashing_and_names_repeats(tmp_path):
     settings = {s["label"]: s for s in table["settings"]}
     assert settings["single DnCNN"]["seeds"] == "1 seed: 7 (1 repeat of the same seed, averaged)"
     assert settings["single DnCNN"]["psnr_ci"] is None, "one seed: no interval over seeds"
+
+
+def test_compare_real_restoration_style_and_generation_runs(two_runs, tmp_path):
+    """Runs of the three tasks trained for a few steps, compared in one report (the reported crash:
+    float(None) on runs without PSNR)."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    for task in ("style", "generate"):
+        train(compose_cfg(tmp_path / task, [f"task={task}", "logger=csv", "metrics.fid.extractor=none",
+                                            "data.image_size=16" if task == "generate" else "data.eval_size=32"]))
+        GlobalHydra.instance().clear()
+    ecfg = compose_cfg(tmp_path / "out", [f"compare=[{two_runs},{tmp_path / 'style'},{tmp_path / 'generate'}]",
+                                          "logger=csv"], config_name="eval", hydra_node=True)
+    result = evaluate(ecfg, [], groups_of(ecfg))
+    assert result["runs"] == 4 and not result["skipped"]
+    rows = {r["task"]: r for r in json.loads((tmp_path / "out" / "report.json").read_text())["rows"]}
+    assert set(rows) == {"restoration", "style", "generate"}
+    assert rows["style"]["content_ssim"] is not None and rows["generate"]["nn_distance"] is not None
+    assert rows["generate"]["backbones"] == "DCGANGenerator+DCGANDiscriminator"

@@ -8,25 +8,40 @@ from tests.helpers import run_cli, write_images
 
 
 @pytest.mark.slow
-def test_fusion_sweep_tags_and_shared_wandb_group(tmp_path):
+def test_fusion_sweep_over_seeds_then_compare(tmp_path):
+    """The user's question end to end: a sweep of two fusion strategies over two seeds (tagged, one
+    W&B group), then `evaluate.py compare=SWEEP` answers with paired intervals."""
     write_images(tmp_path / "imgs", 2, size=(40, 40))
+    write_images(tmp_path / "test", 8, size=(40, 40), seed=1)
     sweep = tmp_path / "sweep"
-    res = run_cli(["train.py", "-m", "experiment=ensemble_denoise", "fusion=mean,learned", "debug=smoke",
-                   "extras.print_config=false", "logger=wandb", f"data.train_dir={tmp_path / 'imgs'}",
-                   f"data.val_dir={tmp_path / 'imgs'}", f"data.test_dir={tmp_path / 'imgs'}",
-                   "approach.members.m1.width=8", f"hydra.sweep.dir={sweep}"])
+    res = run_cli(["train.py", "-m", "experiment=ensemble_denoise", "fusion=mean,learned", "seed=1,2",
+                   "debug=smoke", "extras.print_config=false", "logger=wandb", f"data.train_dir={tmp_path / 'imgs'}",
+                   f"data.val_dir={tmp_path / 'imgs'}", f"data.test_dir={tmp_path / 'test'}",
+                   "trainer.limit_test_batches=null", "approach.members.m1.width=8", f"hydra.sweep.dir={sweep}"])
     assert res.returncode == 0, res.stderr[-3000:]
     records = []
-    for job in ("0", "1"):
+    for job in ("0", "1", "2", "3"):
         assert json.loads((sweep / job / "metrics.json").read_text())["val/psnr"] > 0
         runs = list((sweep / job / "wandb").glob("offline-run-*/run-*.wandb"))
         assert len(runs) == 1, "one W&B run per job"
         records.append(runs[0].read_bytes())  # offline runs keep group, tags and config in this log
     group = f"sweep-{sweep.name}".encode()
-    assert all(group in r for r in records), "both jobs in the sweep's W&B group"
-    assert b"fusion:mean" in records[0] and b"fusion:learned" not in records[0]
-    assert b"fusion:learned" in records[1] and b"fusion:mean" not in records[1]
+    assert all(group in r for r in records), "all jobs in the sweep's W&B group"
+    assert b"fusion:mean" in records[0] and b"fusion:learned" not in records[0]  # job order: fusion, then seed
+    assert b"fusion:learned" in records[2] and b"fusion:mean" not in records[2]
     assert all(b"approach:generator_ensemble" in r for r in records)
+
+    res = run_cli(["evaluate.py", f"compare={sweep}", "logger=csv", f"hydra.run.dir={tmp_path / 'report'}"])
+    assert res.returncode == 0, res.stderr[-3000:]
+    comparison = json.loads((tmp_path / "report" / "comparison.json").read_text())
+    [psnr] = [c for c in comparison["comparisons"] if c["metric"] == "psnr"]
+    assert psnr["n_images"] == 8 and psnr["seeds_candidate"] == 2 and psnr["seeds_baseline"] == 2
+    assert psnr["ci_low"] <= psnr["mean"] <= psnr["ci_high"] and 0 <= psnr["p_holm"] <= 1
+    assert psnr["seed_difference"] is not None, "two seeds each: the interval over seeds too"
+    assert len(comparison["within_run"]) == 4, "fused vs best member in every run"
+    page = (tmp_path / "report" / "report.html").read_text()
+    assert 'alt="forest plot"' in page and ("not distinguishable" in page or " than " in page)
+    assert psnr["verdict"] in res.stdout, "the verdict is printed"
 
 
 def _smoke_sweep(tmp_path, *extra):
