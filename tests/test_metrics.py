@@ -5,7 +5,8 @@ from skimage.color import rgb2ycbcr
 from skimage.metrics import peak_signal_noise_ratio as sk_psnr
 from skimage.metrics import structural_similarity as sk_ssim
 
-from fusionlab.metrics import ImageQuality, prepare_for_metrics, psnr_per_image, rgb_to_y, ssim_per_image
+from fusionlab.evaluation import RestorationEvaluator
+from fusionlab.metrics import prepare_for_metrics, psnr_per_image, rgb_to_y, ssim_per_image
 
 
 def pair(seed=0, shape=(2, 1, 64, 48), sigma=0.1):
@@ -33,10 +34,10 @@ def test_psnr_ssim_agree_with_scikit_image():
 def test_image_quality_is_mean_of_per_image_psnr():
     noisy, clean = pair(shape=(3, 1, 32, 32))
     noisy[0] = clean[0] + 0.01  # one much better image: pooled-MSE PSNR would differ
-    q = ImageQuality("val/")
-    q.update(noisy[:2], clean[:2])
-    q.update(noisy[2:], clean[2:])
-    out = q.compute()
+    q = RestorationEvaluator()  # the evaluation path every restoration approach uses
+    q.update("val", {"source": noisy[:2], "target": clean[:2]}, {"main": noisy[:2]}, None)
+    q.update("val", {"source": noisy[2:], "target": clean[2:]}, {"main": noisy[2:]}, None)
+    out = {k: v for k, v in q.compute("val").items() if not k.endswith("_input")}
     per = [sk_psnr(clean[i, 0].numpy(), noisy[i, 0].clamp(0, 1).numpy(), data_range=1.0) for i in range(3)]
     assert out["val/psnr"].item() == pytest.approx(np.mean(per), abs=1e-3)
     assert set(out) == {"val/psnr", "val/ssim"}
@@ -54,11 +55,12 @@ def test_y_channel_and_crop_border_match_reference():
     prepared = prepare_for_metrics(x, y_channel=True, crop_border=4)
     assert prepared.shape == (1, 1, 32, 32)
     noisy = (x + 0.05 * torch.randn_like(x))
-    q = ImageQuality("test/", y_channel=True, crop_border=2)
-    q.update(noisy, x)
+    q = RestorationEvaluator(y_channel=True, crop_border=2)
+    q.update("test", {"source": noisy, "target": x, "name": ["a"]}, {"main": noisy}, None)
     a = rgb_to_y(noisy.clamp(0, 1))[0, 0, 2:-2, 2:-2].numpy()
     b = rgb_to_y(x)[0, 0, 2:-2, 2:-2].numpy()
-    assert q.compute()["test/psnr"].item() == pytest.approx(sk_psnr(b, a, data_range=1.0), abs=1e-3)
+    assert q.compute("test")["test/psnr"].item() == pytest.approx(sk_psnr(b, a, data_range=1.0), abs=1e-3)
+    assert q.records[0]["psnr"] == pytest.approx(sk_psnr(b, a, data_range=1.0), abs=1e-3), "record = metric"
 
 
 def test_outputs_are_clamped_before_metrics():

@@ -159,3 +159,16 @@ def test_fid_is_not_reported_on_a_handful_of_images_by_default(tmp_path):
     metrics = train(compose_cfg(tmp_path, ["logger=csv", "metrics.fid.extractor=random_proxy",
                                            "metrics.fid.kid_subset_size=2", f"paths.cache_dir={tmp_path / 'c'}"]))
     assert "test/kid_proxy" in metrics and "test/fid_proxy" not in metrics
+
+
+@pytest.mark.parametrize("extra", [[], ["task=generate", "data.image_size=16"]], ids=["single", "gan"])
+def test_learning_rate_schedule_is_logged(tmp_path, extra):
+    import csv
+
+    train(compose_cfg(tmp_path, ["logger=csv", "metrics.fid.extractor=none", "test=false",
+                                 "trainer.max_epochs=2", *extra]))
+    rows = list(csv.DictReader(open(next(tmp_path.rglob("metrics.csv")))))
+    lrs = [float(v) for r in rows for k, v in r.items() if k.startswith("lr-") and v]
+    assert lrs, "an lr-* column (LearningRateMonitor)"
+    if not extra:  # cosine schedule: the second epoch's rate is lower
+        assert lrs[-1] < lrs[0]

@@ -30,7 +30,8 @@ def test_interval_covers_the_mean_and_matches_the_t_interval_on_normal_data():
 
 
 def test_lower_is_better_metrics_count_wins_the_other_way():
-    d = paired_difference([0.1, 0.2, 0.3], [0.2, 0.3, 0.4], higher_is_better=False)
+    a = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7]
+    d = paired_difference(a, [v + 0.1 for v in a], higher_is_better=False)
     assert d["win_rate"] == 1.0 and d["mean"] == pytest.approx(-0.1)
     assert "is better than" in verdict({**d, "distinguishable": True}, "style", "", "A", "B", higher_is_better=False)
 

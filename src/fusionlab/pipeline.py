@@ -55,6 +55,10 @@ def build_trainer(cfg: DictConfig, extra_callbacks: list[L.Callback] = (), model
                   ) -> L.Trainer:
     callbacks = instantiate_dict(cfg.get("callbacks"), "callbacks") + list(extra_callbacks)
     loggers = instantiate_dict(cfg.get("logger"), "logger")
+    if not loggers:  # Lightning's LearningRateMonitor refuses to run without a logger
+        from lightning.pytorch.callbacks import LearningRateMonitor
+
+        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     extra = {}
     install_ddp_child_command()  # DDP children of a multirun job run that job, in its folder
     if getattr(model, "ddp_find_unused_parameters", False) and cfg.trainer.get("strategy") == "ddp":

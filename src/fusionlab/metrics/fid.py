@@ -114,12 +114,16 @@ class FeatureDistances(nn.Module):
         log.info("%s reference features loaded from cache %s", self.name, path)
         return True
 
-    def set_real_features(self, feats: torch.Tensor) -> None:
+    def _set_features(self, which: str, feats: torch.Tensor) -> None:
+        """Replace the ``real`` or ``fake`` states of both metrics by these features."""
         feats = feats.double()
-        self.fid.real_features_sum = feats.sum(dim=0)
-        self.fid.real_features_cov_sum = feats.t().mm(feats)
-        self.fid.real_features_num_samples = torch.tensor(feats.shape[0], device=feats.device)
-        self.kid.real_features = [feats]
+        setattr(self.fid, f"{which}_features_sum", feats.sum(dim=0))
+        setattr(self.fid, f"{which}_features_cov_sum", feats.t().mm(feats))
+        setattr(self.fid, f"{which}_features_num_samples", torch.tensor(feats.shape[0], device=feats.device))
+        setattr(self.kid, f"{which}_features", [feats])
+
+    def set_real_features(self, feats: torch.Tensor) -> None:
+        self._set_features("real", feats)
         self.real_count = feats.shape[0]
 
     def save_real(self, real_key: str) -> None:
@@ -166,7 +170,7 @@ class FeatureDistances(nn.Module):
             device = self.fid.real_features_sum.device
             gathered = {k: torch.cat([p[k] for p in parts if p[k].shape[0]]).to(device) for k in local}
             self.set_real_features(gathered["real"])
-            self._set_fake_features(gathered["fake"])
+            self._set_features("fake", gathered["fake"])
         try:
             n = min(gathered["real"].shape[0], gathered["fake"].shape[0])
             out = {}
@@ -182,14 +186,7 @@ class FeatureDistances(nn.Module):
         finally:
             if gathered is not local:  # back to this process's own share
                 self.set_real_features(local["real"].to(self.fid.real_features_sum.device))
-                self._set_fake_features(local["fake"].to(self.fid.real_features_sum.device))
-
-    def _set_fake_features(self, feats: torch.Tensor) -> None:
-        feats = feats.double()
-        self.fid.fake_features_sum = feats.sum(dim=0)
-        self.fid.fake_features_cov_sum = feats.t().mm(feats)
-        self.fid.fake_features_num_samples = torch.tensor(feats.shape[0], device=feats.device)
-        self.kid.fake_features = [feats]
+                self._set_features("fake", local["fake"].to(self.fid.real_features_sum.device))
 
     def reset_real(self) -> None:
         """Forget the reference features (a new reference set follows)."""

@@ -12,13 +12,10 @@ several hundredths.
 """
 
 import torch
-from torch import nn
-from torchmetrics import Metric, MetricCollection
 from torchmetrics.functional.image import (
     peak_signal_noise_ratio,
     structural_similarity_index_measure,
 )
-from torchmetrics.image import PeakSignalNoiseRatio
 
 SSIM_KERNEL, SSIM_SIGMA = 11, 1.5
 
@@ -53,51 +50,3 @@ def ssim_per_image(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     )
     r = (SSIM_KERNEL - 1) // 2
     return full[..., r:-r, r:-r].mean(dim=(1, 2, 3))
-
-
-class SSIM(Metric):
-    """Mean per-image SSIM (:func:`ssim_per_image`), summed across processes under DDP."""
-
-    higher_is_better = True
-    full_state_update = False
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.add_state("total", torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
-        self.add_state("count", torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
-
-    def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
-        values = ssim_per_image(pred, target)
-        self.total += values.double().sum()
-        self.count += values.numel()
-
-    def compute(self) -> torch.Tensor:
-        return (self.total / self.count).float()
-
-
-class ImageQuality(nn.Module):
-    """PSNR and SSIM for one stage and one output, synced across processes by torchmetrics.
-
-    :param prefix: key prefix, e.g. ``"val/"``; keys are ``{prefix}psnr{suffix}``.
-    """
-
-    def __init__(self, prefix: str, suffix: str = "", y_channel: bool = False, crop_border: int = 0) -> None:
-        super().__init__()
-        self.y_channel, self.crop_border = y_channel, crop_border
-        self.metrics = MetricCollection(
-            {
-                f"psnr{suffix}": PeakSignalNoiseRatio(data_range=1.0, reduction="elementwise_mean", dim=(1, 2, 3)),
-                f"ssim{suffix}": SSIM(),
-            },
-            prefix=prefix,
-        )
-
-    def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
-        self.metrics.update(prepare_for_metrics(pred, self.y_channel, self.crop_border),
-                            prepare_for_metrics(target, self.y_channel, self.crop_border))
-
-    def compute(self) -> dict[str, torch.Tensor]:
-        return self.metrics.compute()
-
-    def reset(self) -> None:
-        self.metrics.reset()

@@ -69,10 +69,25 @@ def _read(path) -> np.ndarray:
     return image if image.ndim == 2 else image[..., :3]
 
 
-def restoration_grid(runs) -> str | None:
-    """The first test image restored by each run, whole (thumbnails)."""
+def image_panels(panels: list[tuple[str, np.ndarray]], max_cols: int, tile: tuple[float, float],
+                 title_size: int, suptitle: str, suptitle_size: int) -> str:
+    """Titled images in a grid (nearest-neighbour display: pixels stay visible)."""
     import matplotlib.pyplot as plt
 
+    cols = min(max_cols, len(panels))
+    rows = math.ceil(len(panels) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(tile[0] * cols, tile[1] * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, (title, image) in zip(axes.flat, panels):
+        ax.imshow(image, cmap="gray" if image.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
+        ax.set_title(title, fontsize=title_size)
+    fig.suptitle(suptitle, fontsize=suptitle_size)
+    return png(fig)
+
+
+def restoration_grid(runs) -> str | None:
+    """The first test image restored by each run, whole (thumbnails)."""
     with_samples = [r for r in runs if "output" in r.samples and r.metric("psnr") is not None]
     if not with_samples:
         return None
@@ -80,17 +95,8 @@ def restoration_grid(runs) -> str | None:
     panels = [("input", first.samples.get("source")), ("target", first.samples.get("target"))]
     panels += [(f"{r.label}\n{r.metric('psnr'):.2f} dB", r.samples["output"]) for r in with_samples]
     panels = [(t, p) for t, p in panels if p is not None]
-    cols = min(4, len(panels))
-    rows = math.ceil(len(panels) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.4 * rows), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for ax, (title, path) in zip(axes.flat, panels):
-        image = _read(path)
-        ax.imshow(image, cmap="gray" if image.ndim == 2 else None, vmin=0, vmax=1)
-        ax.set_title(title, fontsize=7)
-    fig.suptitle("First test image, restored by each run", fontsize=9)
-    return png(fig)
+    return image_panels([(t, _read(p)) for t, p in panels], 4, (3.2, 3.4), 7,
+                        "First test image, restored by each run", 9)
 
 
 def disagreement_window(outputs: list[np.ndarray], target: np.ndarray, size: int) -> tuple[int, int]:
@@ -136,17 +142,9 @@ def zoomed_crops(runs, size: int = 48, max_runs: int = 8) -> str | None:
     panels.append(("target", target))
     panels += [(f"{r.group_label}\nseed {r.seed}: {crop_psnr(o):.2f} dB (image {r.metric('psnr'):.2f})", o)
                for r, o in zip(same, outputs)]
-    cols = min(5, len(panels))
-    rows = math.ceil(len(panels) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 2.9 * rows), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for ax, (title, image) in zip(axes.flat, panels):
-        ax.imshow(image[crop], cmap="gray" if image.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
-        ax.set_title(title, fontsize=6)
-    fig.suptitle(f"{s}x{s} crop at ({x}, {y}) of the first test image, full resolution (pixels enlarged), "
-                 "where the runs disagree most; PSNR of the crop", fontsize=8)
-    return png(fig)
+    return image_panels([(t, im[crop]) for t, im in panels], 5, (2.6, 2.9), 6,
+                        f"{s}x{s} crop at ({x}, {y}) of the first test image, full resolution (pixels "
+                        "enlarged), where the runs disagree most; PSNR of the crop", 8)
 
 
 __all__ = ["png", "scatter_quality_cost", "strategy_bars", "restoration_grid", "zoomed_crops",
