@@ -16,8 +16,6 @@ ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
 SHARED = Path(os.environ.get("FUSIONLAB_SHARED_DATA", ROOT.parent / "shared" / "data"))
 
-needs_shared = pytest.mark.skipif(not (SHARED / "gray" / "Set12").is_dir(),
-                                  reason=f"benchmark images not found at {SHARED}")
 needs_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 

@@ -115,7 +115,6 @@ def disagreement_window(outputs: list[np.ndarray], target: np.ndarray, size: int
 def zoomed_crops(runs, size: int = 48, max_runs: int = 8) -> str | None:
     """Full-resolution crops of the first test image where the runs disagree most, each with its
     crop PSNR: what a 0.1 dB difference looks like."""
-    import matplotlib.pyplot as plt
 
     sel = [r for r in runs if {"output", "target"} <= set(r.samples) and r.metric("psnr") is not None]
     if len(sel) < 2:

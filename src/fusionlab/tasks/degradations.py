@@ -32,8 +32,6 @@ class Degradation:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         return clean, clean
 
-    def describe(self) -> dict:
-        return {"name": self.name}
 
     def check_size(self, height: int, width: int, what: str) -> str | None:
         """None when an image of this size can be degraded, else why not (for the caller's error)."""
@@ -73,8 +71,6 @@ class GaussianNoise(Degradation):
             noisy = noisy.clamp(0.0, 1.0)
         return noisy, clean
 
-    def describe(self):
-        return {"name": self.name, "sigma": self.lo if self.lo == self.hi else [self.lo, self.hi]}
 
 
 class BicubicDownscale(Degradation):
@@ -103,8 +99,6 @@ class BicubicDownscale(Degradation):
         up = F.interpolate(lr, size=(h, w), mode="bicubic", align_corners=False).clamp(0.0, 1.0)
         return up.squeeze(0), target
 
-    def describe(self):
-        return {"name": self.name, "scale": self.scale}
 
     def check_size(self, height: int, width: int, what: str) -> str | None:
         if min(height, width) < self.scale:

@@ -12,8 +12,6 @@ class StyleTransfer:
     def __init__(self, eval_seed: int = 0) -> None:
         self.eval_seed = int(eval_seed)
 
-    def describe(self) -> dict:
-        return {"name": self.name}
 
 
 class Generation(StyleTransfer):
