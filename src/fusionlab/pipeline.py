@@ -28,7 +28,7 @@ log = logging.getLogger("fusionlab")
 
 # Keys that describe how a run executes, not what model it trains: evaluation takes them from
 # its own config (conf/eval.yaml), everything else from the checkpoint's saved config.
-RUNTIME_KEYS = ("paths", "trainer", "logger", "callbacks", "extras", "task_name", "ckpt_path")
+RUNTIME_KEYS = ("paths", "trainer", "logger", "callbacks", "extras", "task_name", "ckpt_path", "tta", "tta_fusion")
 # fusionlab's own trainer switches (callbacks/performance.py), not Lightning Trainer arguments.
 PERFORMANCE_KEYS = ("channels_last", "compile", "compile_mode", "compile_backend")
 # evaluate.py options for an approach's ``write_inference`` (style mixing / region fusion).
@@ -48,6 +48,7 @@ def build(cfg: DictConfig) -> tuple[L.LightningDataModule, L.LightningModule]:
     task = instantiate(cfg.task, "task")
     datamodule = instantiate(cfg.data, "data", task=task)
     model = instantiate(cfg.approach, "approach")
+    model.set_tta(str(cfg.get("tta") or "none"), str(cfg.get("tta_fusion") or "mean"))
     return datamodule, model
 
 

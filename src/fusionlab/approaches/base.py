@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from fusionlab.evaluation import EvaluatedModule, RestorationEvaluator
+from fusionlab.fusion.self_ensemble import check_tta, self_ensemble
 
 
 def pad_to_multiple(x: torch.Tensor, stride: int) -> tuple[torch.Tensor, tuple[int, int]]:
@@ -43,23 +44,33 @@ class RestorationModule(EvaluatedModule):
         super().__init__()
         self.output_names = ["main", *extra_outputs]
         self.set_evaluator(RestorationEvaluator(y_channel, crop_border))
+        self.tta, self.tta_fusion = "none", "mean"
 
     # ---- contract for subclasses ----------------------------------------------------------
     @property
     def stride(self) -> int:
         """Factor that H and W must be multiples of; subclasses with a U-Net report theirs."""
-        return int(getattr(getattr(self, "net", None), "stride", 1))
+        stride = getattr(getattr(self, "net", None), "stride", 1)
+        return stride if isinstance(stride, int) else 1  # (an nn.Conv2d's own `stride` is a tuple)
 
     def named_outputs(self, source: torch.Tensor) -> dict[str, torch.Tensor]:
         """Every output to evaluate for a (padded) source; ``main`` is the approach's image."""
         return {"main": self(source)}
 
     # ---- inference ------------------------------------------------------------------------
+    def set_tta(self, mode: str = "none", fusion: str = "mean") -> None:
+        """Test-time self-ensemble for every restoration (``tta=none|flip|x8``, fused by
+        ``tta_fusion=mean|median``): a run-time setting, not part of the trained model."""
+        check_tta(mode, fusion)
+        self.tta, self.tta_fusion = mode, fusion
+
     @torch.no_grad()
     def restore(self, source: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Named outputs for a source of any size (padded to the stride, cropped back)."""
+        """Named outputs for a source of any size (padded to the stride, cropped back), fused over
+        the test-time transforms when ``tta`` is set (every output: members too)."""
         padded, (h, w) = pad_to_multiple(source, self.stride)
-        return {k: v[..., :h, :w] for k, v in self.named_outputs(padded).items()}
+        outputs = self_ensemble(self.named_outputs, padded, self.tta, self.tta_fusion)
+        return {k: v[..., :h, :w] for k, v in outputs.items()}
 
     def eval_outputs(self, batch: dict) -> dict[str, torch.Tensor]:
         return self.restore(batch["source"])

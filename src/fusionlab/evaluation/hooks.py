@@ -34,6 +34,16 @@ class EvaluatedModule(L.LightningModule):
             self.val_best.persistent(True)
             self.best_key = f"val/{metric}"
 
+    def set_tta(self, mode: str = "none", fusion: str = "mean") -> None:
+        """Test-time flips and rotations: restoration approaches only (they override this)."""
+        from fusionlab.fusion.self_ensemble import check_tta
+        from fusionlab.utils.errors import ConfigError
+
+        check_tta(mode, fusion)
+        if mode != "none":
+            raise ConfigError("tta", f"test-time flips and rotations change what a {self.evaluator.task} output "
+                                     "means; only restoration approaches accept tta (use tta=none)")
+
     # ---- contract for subclasses ----------------------------------------------------------
     def eval_outputs(self, batch: dict) -> dict[str, torch.Tensor]:
         """The approach's named output images for an evaluation batch; ``main`` is its image."""

@@ -25,11 +25,13 @@ def flops_per_image(model: nn.Module, channels: int, size: int = 256) -> int:
         param = next(model.parameters(), None)
         device = param.device if param is not None else torch.device("cpu")
         if hasattr(model, "example_input"):
-            inputs = model.example_input(channels, size)
+            inputs, run = model.example_input(channels, size), model
         else:
             inputs = (torch.zeros(1, channels, size, size, device=device),)
+            # restoration: what evaluation runs, test-time self-ensemble (x K) included
+            run = model.restore if hasattr(model, "restore") else model
         with FlopCounterMode(display=False) as counter:
-            model(*inputs)
+            run(*inputs)
         return int(counter.get_total_flops())
     finally:
         model.train(was_training)
