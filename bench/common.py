@@ -23,6 +23,15 @@ from fusionlab.utils.io import atomic_write_json, atomic_write_text  # noqa: E40
 SHARED = Path(os.environ.get("FUSIONLAB_SHARED_DATA", ROOT.parent / "shared" / "data"))
 
 
+def compose_train(out_dir: Path, overrides: list[str], logger: str = "csv"):
+    """``conf/train.yaml`` composed as the CLI would, writing into ``out_dir``, without progress bars."""
+    GlobalHydra.instance().clear()
+    base = ["extras.print_config=false", f"paths.output_dir={out_dir}", f"logger={logger}",
+            "callbacks.progress_bar=null", "trainer.enable_progress_bar=false"]
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        return compose("train", overrides=[*base, *overrides])
+
+
 def run_key(overrides: list[str]) -> dict:
     """What decides a cached run's numbers: its overrides and the code version (sources + conf)."""
     return {"overrides": list(overrides), "code_version": source_hash(code_version())}
@@ -42,11 +51,7 @@ def run_train(out_dir: Path, overrides: list[str]) -> dict:
     if out_dir.exists():
         print(f"[bench] {out_dir.name}: cached run is stale (other overrides or code), redoing it", flush=True)
         shutil.rmtree(out_dir)
-    GlobalHydra.instance().clear()
-    base = ["extras.print_config=false", f"paths.output_dir={out_dir}",
-            "logger=csv", "callbacks.progress_bar=null", "trainer.enable_progress_bar=false"]
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("train", overrides=[*base, *overrides])
+    cfg = compose_train(out_dir, overrides)
     started = time.perf_counter()
     metrics = train(cfg)
     atomic_write_json(key_file, key)

@@ -25,13 +25,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from common import ROOT, machine, write_results
+from common import compose_train, machine, write_results
 
 import lightning as L
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 
+from fusionlab.callbacks.throughput import batch_images
 from fusionlab.pipeline import build, build_trainer
 
 APPROACHES = {  # name -> (overrides selecting its default model on the embedded data, batches per run)
@@ -45,18 +44,9 @@ APPROACHES = {  # name -> (overrides selecting its default model on the embedded
 
 
 def compose_cfg(out_dir: Path, overrides: list[str]):
-    GlobalHydra.instance().clear()
-    base = ["extras.print_config=false", f"paths.output_dir={out_dir}",
-            "logger=[csv,wandb]", "callbacks.progress_bar=null", "trainer.enable_progress_bar=false",
-            "metrics.fid.extractor=none", "trainer.max_epochs=1", "trainer.limit_val_batches=0",
-            "trainer.num_sanity_val_steps=0", "test=false"]
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        return compose("train", overrides=[*base, *overrides])
-
-
-def batch_images(batch: dict) -> int:
-    first = batch["target"] if "target" in batch else next(v for v in batch.values() if torch.is_tensor(v))
-    return int(first.shape[0])
+    return compose_train(out_dir, ["metrics.fid.extractor=none", "trainer.max_epochs=1",
+                                   "trainer.limit_val_batches=0", "trainer.num_sanity_val_steps=0", "test=false",
+                                   *overrides], logger="[csv,wandb]")
 
 
 class Timer(L.Callback):

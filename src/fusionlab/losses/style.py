@@ -11,15 +11,9 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
+from fusionlab.functional import mean_std
+
 STYLE_KINDS = ("mean_std", "gram")
-
-
-def mean_std(feat: torch.Tensor, eps: float = 1e-5) -> tuple[torch.Tensor, torch.Tensor]:
-    """Channel-wise mean and standard deviation over H, W: two ``(B, C, 1, 1)`` tensors."""
-    feat = feat.float()
-    mean = feat.mean(dim=(-2, -1), keepdim=True)
-    std = (feat.var(dim=(-2, -1), keepdim=True, unbiased=False) + eps).sqrt()
-    return mean, std
 
 
 def gram(feat: torch.Tensor) -> torch.Tensor:

@@ -21,13 +21,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fusionlab.functional import mean_std
+from fusionlab.models.blocks import ResBlock
+
 INJECTIONS = ("adain", "concat", "spade")
-
-
-def mean_std(feat: torch.Tensor, eps: float = 1e-5) -> tuple[torch.Tensor, torch.Tensor]:
-    mean = feat.mean(dim=(-2, -1), keepdim=True)
-    std = (feat.var(dim=(-2, -1), keepdim=True, unbiased=False) + eps).sqrt()
-    return mean, std
 
 
 def adain(content: torch.Tensor, style_mean: torch.Tensor, style_std: torch.Tensor) -> torch.Tensor:
@@ -133,7 +130,7 @@ class StyleTransferGenerator(nn.Module):
             c, code_dim)
         res = []
         for _ in range(n_res):
-            res.append(_ResBlock(c))
+            res.append(ResBlock(c))
         self.res = nn.Sequential(*res)
         dec: list[nn.Module] = []
         for _ in range(n_down):
@@ -184,12 +181,3 @@ class StyleTransferGenerator(nn.Module):
             raise ValueError(f"style weights must be >= 0 with a positive sum, got {list(weights)}")
         r = sum((float(wk) / total) * rk for wk, rk in zip(weights, reps))
         return self.decode(content, r)
-
-
-class _ResBlock(nn.Module):
-    def __init__(self, c: int) -> None:
-        super().__init__()
-        self.body = nn.Sequential(nn.Conv2d(c, c, 3, padding=1), nn.ReLU(), nn.Conv2d(c, c, 3, padding=1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.body(x)
