@@ -18,6 +18,7 @@ class SingleModel(RestorationModule):
     :param loss: reconstruction loss module (L1, L2 or Charbonnier).
     :param optimizer: a partial optimizer factory taking ``params``.
     :param scheduler: an optional partial LR-scheduler factory taking ``optimizer``.
+    :param init_checkpoint: a single-model checkpoint whose weights training starts from.
     """
 
     def __init__(
@@ -28,10 +29,21 @@ class SingleModel(RestorationModule):
         scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None = None,
         y_channel: bool = False,
         crop_border: int = 0,
+        init_checkpoint: str | None = None,
     ) -> None:
         super().__init__(y_channel=y_channel, crop_border=crop_border)
         self.net, self.loss = net, loss
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
+        self.init_checkpoint = init_checkpoint
+
+    def setup(self, stage: str) -> None:
+        """``init_checkpoint`` (``member_init=CKPT``): start from another single model's weights, the
+        recipe for soup members that share an initialisation (a resumed run then loads its own)."""
+        if stage != "fit" or not self.init_checkpoint:
+            return
+        from fusionlab.approaches.soup import load_net_state
+
+        self.net.load_state_dict(load_net_state(self.init_checkpoint, self.net, "member_init"))
 
     def forward(self, source: torch.Tensor) -> torch.Tensor:
         return self.net(source)
