@@ -269,6 +269,8 @@ def evaluate(cfg: DictConfig, overrides: list[str] | None = None, groups: set[st
     started = time.perf_counter()
     if cfg.get("compare"):
         return compare(cfg)
+    if cfg.get("predict") is not None:
+        return predict(cfg)
     if cfg.get("ckpt_path") is None:
         raise ConfigError("ckpt_path", "give the checkpoint to evaluate (ckpt_path=RUN/checkpoints/best.ckpt) "
                           "or runs to compare (compare=MULTIRUN_DIR)")
@@ -315,6 +317,29 @@ def evaluate(cfg: DictConfig, overrides: list[str] | None = None, groups: set[st
         return result
     finally:
         finish_wandb()
+
+
+def predict(cfg: DictConfig) -> dict:
+    """``evaluate.py ckpt_path=CKPT predict=PATH``: restore your own images (a file or a folder,
+    taken as already degraded) into ``output_dir`` (default: this run's ``predictions/``), or, for a
+    generation checkpoint, write ``samples`` images (``predict=samples``)."""
+    from fusionlab.inference import load, predict_files, predict_samples
+
+    if cfg.get("ckpt_path") is None:
+        raise ConfigError("ckpt_path", "give the checkpoint to predict with (ckpt_path=RUN/checkpoints/best.ckpt)")
+    predictor = load(cfg.ckpt_path, tta=str(cfg.get("tta") or "none"))
+    out_dir = Path(cfg.get("output_dir") or Path(cfg.paths.output_dir) / "predictions")
+    if predictor.task == "generate":
+        result = predict_samples(predictor, int(cfg.get("samples") or 16), int(cfg.get("predict_seed") or 0), out_dir)
+    elif predictor.task == "restoration":
+        tile = cfg.get("tile")
+        result = predict_files(predictor, cfg.predict, out_dir, None if tile is None else int(tile),
+                               int(cfg.get("overlap") or 0))
+    else:
+        raise ConfigError("predict", f"predict on a {predictor.task} checkpoint is not available yet "
+                                     "(use evaluate.py with data.content_dir / styles= for style transfer)")
+    print(f"predict: {len(result['written'])} written to {out_dir}, {len(result['failed'])} skipped")
+    return result
 
 
 def _log_eval_table(logger, records: list[dict]) -> None:

@@ -64,15 +64,53 @@ def to_tensor(array: np.ndarray, channels: int, gray: str = "luma") -> torch.Ten
     return torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1)))
 
 
+def _png_bit_depth(path: Path) -> int | None:
+    """The bit depth in a PNG's header (byte 24), or None if it is not a PNG."""
+    with open(path, "rb") as f:
+        head = f.read(25)
+    return head[24] if len(head) == 25 and head[:8] == b"\x89PNG\r\n\x1a\n" else None
+
+
+def read_array(path: str | Path) -> np.ndarray:
+    """An image file as an array of its own dtype and channels. 16-bit PNGs are read with pypng:
+    scikit-image's Pillow backend silently reduces 16-bit RGB PNGs to 8 bits."""
+    path = Path(path)
+    if path.suffix.lower() == ".png" and _png_bit_depth(path) == 16:
+        import png
+
+        width, height, rows, info = png.Reader(filename=str(path)).asDirect()
+        array = np.vstack([np.asarray(r, dtype=np.uint16) for r in rows])
+        return array.reshape(height, width, info["planes"]).squeeze(-1) if info["planes"] == 1 else \
+            array.reshape(height, width, info["planes"])
+    from skimage import io as skio
+
+    return skio.imread(str(path))
+
+
+def write_array(array: np.ndarray, path: str | Path) -> None:
+    """Write an image array in its own dtype (16-bit PNGs through pypng, the rest scikit-image)."""
+    path = Path(path)
+    a = np.asarray(array)
+    if path.suffix.lower() == ".png" and a.dtype == np.uint16:
+        import png
+
+        planes = 1 if a.ndim == 2 else a.shape[2]
+        mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[planes]
+        with open(path, "wb") as f:
+            png.from_array(a.reshape(a.shape[0], -1), f"{mode};16").write(f)
+        return
+    from skimage import io as skio
+
+    skio.imsave(str(path), a, check_contrast=False)
+
+
 def load_image(path: str | Path, channels: int, gray: str = "luma") -> torch.Tensor:
     """Read one image file as float32 ``(channels, H, W)`` in [0, 1].
 
     :raises DataError: naming the file when it cannot be decoded.
     """
-    from skimage import io as skio
-
     try:
-        array = skio.imread(str(path))
+        array = read_array(path)
         return to_tensor(array, channels, gray)
     except Exception as exc:  # decoders raise many types; the user needs the file name
         raise DataError(path, f"cannot read image ({type(exc).__name__}: {exc})") from exc

@@ -1,0 +1,95 @@
+"""Using a trained model on one's own images: predict mode, tiles, bit depth, the Python API."""
+
+import numpy as np
+import pytest
+import torch
+from hydra.core.global_hydra import GlobalHydra
+
+from fusionlab.data.images import read_array, write_array
+from fusionlab.inference import load, receptive_radius, restore_tiled
+from fusionlab.pipeline import evaluate, train
+from fusionlab.utils.errors import ConfigError
+from tests.helpers import compose_cfg, groups_of
+
+
+@pytest.fixture(scope="module")
+def rgb_model(tmp_path_factory):
+    root = tmp_path_factory.mktemp("rgb")
+    train(compose_cfg(root, ["logger=csv", "metrics.fid.extractor=none", "test=false", "data.channels=3",
+                             "model.depth=4", "model.width=8"]))
+    GlobalHydra.instance().clear()
+    return root / "checkpoints" / "best.ckpt"
+
+
+def test_predict_keeps_names_sizes_channels_and_bit_depth(rgb_model, tmp_path):
+    rng = np.random.default_rng(0)
+    src = tmp_path / "mine"
+    src.mkdir()
+    files = {
+        "gray8.png": (rng.random((37, 41)) * 255).astype(np.uint8),
+        "rgb8.png": (rng.random((30, 45, 3)) * 255).astype(np.uint8),
+        "rgba8.png": (rng.random((33, 29, 4)) * 255).astype(np.uint8),
+        "rgb16.png": (rng.random((31, 40, 3)) * 65535).astype(np.uint16),
+        "gray16.tif": (rng.random((28, 35)) * 65535).astype(np.uint16),
+    }
+    for name, array in files.items():
+        write_array(array, src / name)
+    (src / "broken.png").write_bytes(b"not a png")
+    (src / "notes.txt").write_text("hello")
+    ecfg = compose_cfg(tmp_path / "run", [f"ckpt_path={rgb_model}", f"predict={src}", "logger=csv",
+                                          f"output_dir={tmp_path / 'out'}"], config_name="eval", hydra_node=True)
+    result = evaluate(ecfg, [], groups_of(ecfg))
+    assert len(result["written"]) == 5 and len(result["failed"]) == 2, result["failed"]
+    assert any("broken.png: skipped" in f for f in result["failed"])
+    for name, array in files.items():
+        out = read_array(tmp_path / "out" / name)
+        assert out.shape == array.shape and out.dtype == array.dtype, name
+    rgba_in, rgba_out = files["rgba8.png"], read_array(tmp_path / "out" / "rgba8.png")
+    assert np.array_equal(rgba_out[..., 3], rgba_in[..., 3]), "alpha kept"
+    assert not list((tmp_path / "out").glob(".*partial*")), "nothing half-written"
+    restored16 = read_array(tmp_path / "out" / "rgb16.png")
+    assert len(np.unique(restored16 % 256)) > 16, "16 bits kept, not 8 bits scaled up"
+
+
+def test_16_bit_rgb_png_is_read_with_16_bits(tmp_path):
+    a = (np.random.default_rng(1).random((9, 11, 3)) * 65535).astype(np.uint16)
+    write_array(a, tmp_path / "x.png")
+    assert np.array_equal(read_array(tmp_path / "x.png"), a)
+
+
+def test_tiled_output_equals_whole_image_output(rgb_model):
+    predictor = load(rgb_model)
+    x = torch.rand(3, 150, 170)
+    radius = receptive_radius(predictor.model, 3)
+    assert 0 < radius < 20
+    whole = predictor.restore(x)
+    tiled = predictor.restore(x, tile=64, overlap=2 * radius + 2)
+    assert (tiled - whole).abs().max().item() <= 1e-4
+    with pytest.raises(ConfigError, match="^overlap: .* too small for this network's receptive field"):
+        predictor.check_tiles(64, 2)
+
+
+def test_tiles_of_a_strided_network_equal_the_whole():
+    """A U-Net (stride 4): tiles start at multiples of the stride on the padded image."""
+    from fusionlab.approaches.single import SingleModel
+    from fusionlab.models import UNet
+
+    model = SingleModel(UNet(1, depth=2, width=4), torch.nn.L1Loss(), lambda params: None).eval()
+    x = torch.rand(1, 1, 90, 77)
+    from fusionlab.approaches.base import pad_to_multiple
+
+    padded, (h, w) = pad_to_multiple(x, model.stride)
+    radius = receptive_radius(model, 1)
+    whole = model.restore(x)["main"]
+    tiled = restore_tiled(lambda t: model.restore(t)["main"], padded, 48, 2 * radius + 4, model.stride)[..., :h, :w]
+    assert (tiled - whole).abs().max().item() <= 1e-4
+
+
+def test_python_api_samples_are_deterministic(tmp_path):
+    train(compose_cfg(tmp_path, ["task=generate", "logger=csv", "metrics.fid.extractor=none", "test=false",
+                                 "data.image_size=16"]))
+    predictor = load(tmp_path / "checkpoints" / "last.ckpt")
+    a, b = predictor.sample(6, seed=3), predictor.sample(6, seed=3)
+    assert a.shape == (6, 1, 16, 16) and torch.equal(a, b) and not torch.equal(a, predictor.sample(6, seed=4))
+    with pytest.raises(ConfigError, match="restore\\(\\) needs a restoration checkpoint"):
+        predictor.restore(torch.rand(1, 16, 16))
