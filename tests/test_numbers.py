@@ -172,3 +172,10 @@ def test_learning_rate_schedule_is_logged(tmp_path, extra):
     assert lrs, "an lr-* column (LearningRateMonitor)"
     if not extra:  # cosine schedule: the second epoch's rate is lower
         assert lrs[-1] < lrs[0]
+
+
+def test_embedded_faces_are_the_100_faces_only():
+    from fusionlab.data.unpaired import GenerationDataModule
+
+    images = GenerationDataModule(image_size=16).load()
+    assert images.shape == (100, 1, 16, 16), "lfw_subset's second half is non-face background crops"

@@ -212,8 +212,9 @@ class LatentSet(Dataset):
 
 
 class GenerationDataModule(_Loaders):
-    """Images to learn to generate (``task=generate``): a folder (``train_dir``) or scikit-image's
-    ``lfw_subset`` faces (200 gray 25x25), resized (centre square) to ``image_size``.
+    """Images to learn to generate (``task=generate``): a folder (``train_dir``) or the 100 faces of
+    scikit-image's ``lfw_subset`` (gray 25x25; its other 100 images are non-face background crops
+    and are not used), resized (centre square) to ``image_size``.
 
     Training batches: ``{"target"}``; validation/test batches name fixed latent vectors
     (``{"index", "seed", "name"}``; ``val_samples`` / ``test_samples`` of them) that the approach
@@ -254,7 +255,8 @@ class GenerationDataModule(_Loaders):
         elif self.train_images == "lfw_subset":
             from skimage import data as skdata
 
-            faces = torch.from_numpy(skdata.lfw_subset()).float()[:, None]
+            # the first 100 of lfw_subset are faces; the other 100 are background crops (its docstring)
+            faces = torch.from_numpy(skdata.lfw_subset()[:100]).float()[:, None]
             images = [f.expand(self.channels, -1, -1) for f in faces]
             self.image_names = [f"lfw{i:03d}" for i in range(len(images))]
         else:
