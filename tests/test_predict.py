@@ -93,3 +93,26 @@ def test_python_api_samples_are_deterministic(tmp_path):
     assert a.shape == (6, 1, 16, 16) and torch.equal(a, b) and not torch.equal(a, predictor.sample(6, seed=4))
     with pytest.raises(ConfigError, match="restore\\(\\) needs a restoration checkpoint"):
         predictor.restore(torch.rand(1, 16, 16))
+
+
+def test_style_checkpoint_takes_your_own_folders_without_plus(tmp_path, rgb_model):
+    """The reported failure: `evaluate.py ckpt_path=STYLE.ckpt data.content_dir=DIR` stopped with
+    Hydra's "To append to your config use +data.content_dir"."""
+    from tests.helpers import run_cli, write_images
+
+    train(compose_cfg(tmp_path / "style", ["task=style", "logger=csv", "metrics.fid.extractor=none",
+                                           "data.eval_size=32"]))
+    write_images(tmp_path / "content", 2, size=(40, 48), channels=3)
+    write_images(tmp_path / "styles", 2, size=(40, 48), channels=3, seed=5)
+    ckpt = tmp_path / "style" / "checkpoints" / "last.ckpt"
+    res = run_cli(["evaluate.py", f"ckpt_path={ckpt}", f"data.content_dir={tmp_path / 'content'}",
+                   f"data.style_dir={tmp_path / 'styles'}", "logger=csv", "metrics.fid.extractor=none",
+                   f"hydra.run.dir={tmp_path / 'eval'}"])
+    assert res.returncode == 0, res.stderr[-2000:]
+    import json
+
+    names = {r["image"] for r in json.loads((tmp_path / "eval" / "eval.json").read_text())["per_image"]}
+    assert names == {f"img0{c}__img0{s}" for c in range(2) for s in range(2)}, "your content x your styles"
+    res = run_cli(["evaluate.py", f"ckpt_path={rgb_model}", f"data.content_dir={tmp_path / 'content'}",
+                   "logger=csv", f"hydra.run.dir={tmp_path / 'eval2'}"])
+    assert res.returncode == 2 and "data.content_dir: makes no sense for this checkpoint" in res.stderr

@@ -258,9 +258,15 @@ def merge_eval_config(saved: DictConfig, eval_cfg: DictConfig, overrides: list[s
             continue
         if key in groups:
             merged[key] = eval_cfg[key]
-        else:
-            value = OmegaConf.select(eval_cfg, key, throw_on_missing=False)
-            OmegaConf.update(merged, key, value, force_add=True)
+            continue
+        if key.split(".")[0] in ("data", "task", "approach") and OmegaConf.select(
+                saved, key, default="__absent__", throw_on_missing=False) == "__absent__" \
+                and not (key.split(".")[0] in groups and key.split(".")[0] in [o.key_or_group for o in parsed]):
+            target = str(OmegaConf.select(saved, key.split(".")[0] + "._target_", default="") or "")
+            raise ConfigError(key, f"makes no sense for this checkpoint: its {key.split('.')[0]} "
+                                   f"({target.rsplit('.', 1)[-1] or '?'}) has no such setting")
+        value = OmegaConf.select(eval_cfg, key, throw_on_missing=False)
+        OmegaConf.update(merged, key, value, force_add=True)
     return merged
 
 
