@@ -214,8 +214,8 @@ def main() -> None:
         row["data_headroom"] = data / row["plain_img_s"]
         if cuda and args.gpu_variants:
             for variant, extra in {"bf16-mixed": ["trainer.precision=bf16-mixed"],
-                                   "bf16 + channels_last": ["trainer.precision=bf16-mixed", "trainer.channels_last=true"],
-                                   "bf16 + compile": ["trainer.precision=bf16-mixed", "trainer.compile=true"]}.items():
+                                   "bf16 + channels_last": ["trainer.precision=bf16-mixed", "callbacks.performance.channels_last=true"],
+                                   "bf16 + compile": ["trainer.precision=bf16-mixed", "callbacks.performance.compile=true"]}.items():
                 row[f"pipeline_{variant}_img_s"] = statistics.median(
                     run_pipeline([*overrides, *extra], batches, args.warmup) for _ in range(args.repeats))
         rows[name] = row

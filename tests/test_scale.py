@@ -9,8 +9,8 @@ from tests.helpers import compose_cfg, needs_gpu
 
 
 def test_channels_last_and_compile_switches_train_and_keep_checkpoints_plain(tmp_path):
-    cfg = compose_cfg(tmp_path, ["logger=csv", "trainer.channels_last=true", "trainer.compile=true",
-                                 "trainer.compile_backend=eager", "trainer.limit_train_batches=2"])
+    cfg = compose_cfg(tmp_path, ["logger=csv", "callbacks.performance.channels_last=true", "callbacks.performance.compile=true",
+                                 "callbacks.performance.compile_backend=eager", "trainer.limit_train_batches=2"])
     datamodule, model = build(cfg)
     trainer = build_trainer(cfg, model=model)
     assert "channels_last" not in trainer.__dict__, "switches are not Trainer arguments"
@@ -26,7 +26,7 @@ def test_compiled_channels_last_run_matches_plain_run(tmp_path):
     """Same seed, same data: inductor-compiled NHWC training ends where eager NCHW training ends."""
     plain = train(compose_cfg(tmp_path / "plain", ["logger=csv", "trainer.deterministic=true"]))
     fast = train(compose_cfg(tmp_path / "fast", ["logger=csv", "trainer.deterministic=true",
-                                                 "trainer.channels_last=true", "trainer.compile=true"]))
+                                                 "callbacks.performance.channels_last=true", "callbacks.performance.compile=true"]))
     # fused kernels sum in another order; Adam's first steps amplify that to a few 1e-3 dB (an
     # untrained or wrongly updated network is 0.08 dB away: the restored-vs-input gap)
     for key, tol in (("val/psnr", 0.01), ("test/psnr", 0.01), ("test/ssim", 1e-3)):
@@ -34,8 +34,8 @@ def test_compiled_channels_last_run_matches_plain_run(tmp_path):
 
 
 def test_bad_compile_mode_is_one_line_error(tmp_path):
-    with pytest.raises(ConfigError, match=r"^trainer.compile_mode: one of"):
-        train(compose_cfg(tmp_path, ["logger=csv", "trainer.compile=true", "trainer.compile_mode=fastest"]))
+    with pytest.raises(ConfigError, match=r"^callbacks.performance.compile_mode: one of"):
+        train(compose_cfg(tmp_path, ["logger=csv", "callbacks.performance.compile=true", "callbacks.performance.compile_mode=fastest"]))
 
 
 def test_gradient_accumulation_steps_once_per_k_batches(tmp_path):
@@ -71,6 +71,6 @@ def test_sync_batchnorm_converts_batchnorm_on_gpu(tmp_path):
 @needs_gpu
 @pytest.mark.gpu
 def test_gpu_bf16_channels_last_compile(tmp_path):
-    result = train(compose_cfg(tmp_path, ["logger=csv", "trainer=gpu", "trainer.channels_last=true",
-                                          "trainer.compile=true", "data.num_workers=2"]))
+    result = train(compose_cfg(tmp_path, ["logger=csv", "trainer=gpu", "callbacks.performance.channels_last=true",
+                                          "callbacks.performance.compile=true", "data.num_workers=2"]))
     assert result["val/psnr"] > result.get("val/psnr_input", 0) - 1

@@ -29,8 +29,6 @@ log = logging.getLogger("fusionlab")
 # Keys that describe how a run executes, not what model it trains: evaluation takes them from
 # its own config (conf/eval.yaml), everything else from the checkpoint's saved config.
 RUNTIME_KEYS = ("paths", "trainer", "logger", "callbacks", "extras", "task_name", "ckpt_path", "tta", "tta_fusion")
-# fusionlab's own trainer switches (callbacks/performance.py), not Lightning Trainer arguments.
-PERFORMANCE_KEYS = ("channels_last", "compile", "compile_mode", "compile_backend")
 # evaluate.py options for an approach's ``write_inference`` (style mixing / region fusion).
 INFERENCE_KEYS = ("styles", "weights", "mask", "blur")
 
@@ -75,13 +73,7 @@ def build_trainer(cfg: DictConfig, extra_callbacks: list[L.Callback] = (), model
     if cfg.trainer.get("sync_batchnorm") and (cfg.trainer.get("accelerator") == "cpu" or not torch.cuda.is_available()):
         raise ConfigError("trainer.sync_batchnorm", "PyTorch's SyncBatchNorm runs on CUDA devices only; "
                           "set it to false on CPU (trainer=ddp_cpu)")
-    trainer_cfg = cfg.trainer.copy()
-    OmegaConf.set_struct(trainer_cfg, False)
-    switches = {k: trainer_cfg.pop(k) for k in PERFORMANCE_KEYS if k in trainer_cfg}
-    if switches.get("channels_last") or switches.get("compile"):
-        callbacks.append(instantiate({"_target_": "fusionlab.callbacks.performance.PerformanceSwitches",
-                                      **switches}, "trainer"))
-    return instantiate(trainer_cfg, "trainer", callbacks=callbacks, logger=loggers or False, **extra)
+    return instantiate(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False, **extra)
 
 
 def model_cost(model: L.LightningModule, cfg: DictConfig) -> dict[str, int]:

@@ -1,5 +1,5 @@
-"""``trainer.channels_last`` and ``trainer.compile``: switches applied to the approach's networks
-when the Trainer sets up (the pipeline takes them out of the Trainer's arguments)."""
+"""``callbacks.performance.channels_last`` and ``callbacks.performance.compile``: switches applied to
+the approach's networks when the Trainer sets up (``trainer/`` holds only Trainer arguments)."""
 
 import logging
 
@@ -37,7 +37,7 @@ class PerformanceSwitches(L.Callback):
     def __init__(self, channels_last: bool = False, compile: bool = False, compile_mode: str | None = None,
                  compile_backend: str = "inductor") -> None:
         if compile_mode not in COMPILE_MODES:
-            raise ConfigError("trainer.compile_mode", f"one of {COMPILE_MODES}, got {compile_mode!r}")
+            raise ConfigError("callbacks.performance.compile_mode", f"one of {COMPILE_MODES}, got {compile_mode!r}")
         self.channels_last = channels_last
         self.compile = compile
         self.compile_mode = compile_mode
