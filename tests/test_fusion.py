@@ -34,7 +34,10 @@ def test_mean_median_weighted_known_values():
     assert Median(3, 1)(x[:3]).item() == pytest.approx(2.0)
     w = Weighted(4, 1, weights=[1, 0, 3, 0])  # normalised to [0.25, 0, 0.75, 0]
     assert w(x).item() == pytest.approx(0.25 * 1 + 0.75 * 2)
-    assert torch.allclose(w.last_weights, torch.tensor([0.25, 0.0, 0.75, 0.0]))
+    fused, weights = w.fuse(x)  # the weights come back with the fused tensor, not on an attribute
+    assert fused.item() == pytest.approx(0.25 * 1 + 0.75 * 2)
+    assert torch.allclose(weights, torch.tensor([0.25, 0.0, 0.75, 0.0]))
+    assert not hasattr(w, "last_weights") and Mean(4, 1).fuse(x)[1] is None
 
 
 @pytest.mark.parametrize("weights,msg", [([1, 2], "needs 3 weights"), ([1, -1, 1], "non-negative"),

@@ -141,8 +141,8 @@ class GeneratorEnsemble(RestorationModule):
 
     def named_outputs(self, source: torch.Tensor) -> dict[str, torch.Tensor]:
         outs = self.member_outputs(source)
-        fused = self.fusion(outs, source)
-        self.weight_meter.add(self.fusion.last_weights)
+        fused, weights = self.fusion.fuse(outs, source)
+        self.weight_meter.add(weights)
         return {"main": fused, **{f"member{i}": outs[i] for i in range(self.num_members)}}
 
     def derived_metrics(self, stage: str, values: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -169,15 +169,16 @@ class GeneratorEnsemble(RestorationModule):
             return None  # two_stage with a parameter-free fusion: nothing to train
         source, target = batch["source"], batch["target"]
         outs = self.member_outputs(source)
-        loss = self.loss(self.fusion(outs, source), target)
+        fused, weights = self.fusion.fuse(outs, source)
+        loss = self.loss(fused, target)
         self.log("train/loss_fused", loss)
         if self.mode == "joint" and self.member_loss_weight > 0:
             member_loss = self._member_loss(outs, target)
             self.log("train/loss_members", member_loss)
             loss = loss + self.member_loss_weight * member_loss
         self.log("train/loss", loss, prog_bar=True)
-        if self.fusion.last_weights is not None and batch_idx % 50 == 0:
-            self.log_dict({f"train/fusion_weight_member{i}": w for i, w in enumerate(self.fusion.last_weights)})
+        if weights is not None and batch_idx % 50 == 0:
+            self.log_dict({f"train/fusion_weight_member{i}": w for i, w in enumerate(weights)})
         return loss
 
     def trainable_parameters(self) -> list[nn.Parameter]:

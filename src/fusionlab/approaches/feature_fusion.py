@@ -78,28 +78,29 @@ class FeatureFusionTranslator(RestorationModule):
     def stride(self) -> int:
         return math.lcm(*(int(getattr(b, "stride", 1)) for b in self.branches))
 
-    @property
-    def last_fusion(self) -> nn.Module:
-        return self.fusions[str(self.fuse_points[-1])]
-
-    def fused_features(self, source: torch.Tensor) -> torch.Tensor:
+    def fused_features(self, source: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The fused feature map after the last fusion point, and that point's weights per branch."""
         feats = [b.stem(source) for b in self.branches]
-        fused = None
+        fused, weights = None, None
         for s in range(self.fuse_points[-1] + 1):
             feats = [b.stages[s](f) for b, f in zip(self.branches, feats)]
             if s in self.fuse_points:
                 stacked = torch.stack([p(f) for p, f in zip(self.project, feats)])
-                fused = self.fusions[str(s)](stacked, source)
+                fused, weights = self.fusions[str(s)].fuse(stacked, source)
                 if s != self.fuse_points[-1]:
                     feats = [f + fused for f in feats]  # cross-branch exchange
-        return fused
+        return fused, weights
+
+    def restore_with_weights(self, source: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        fused, weights = self.fused_features(source)
+        return source + self.decoder(fused), weights
 
     def forward(self, source: torch.Tensor) -> torch.Tensor:
-        return source + self.decoder(self.fused_features(source))
+        return self.restore_with_weights(source)[0]
 
     def named_outputs(self, source: torch.Tensor) -> dict[str, torch.Tensor]:
-        out = self(source)
-        self.weight_meter.add(self.last_fusion.last_weights)
+        out, weights = self.restore_with_weights(source)
+        self.weight_meter.add(weights)
         return {"main": out}
 
     def derived_metrics(self, stage: str, values: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -107,9 +108,9 @@ class FeatureFusionTranslator(RestorationModule):
         return {} if mean is None else {f"{stage}/fusion_weight_branch{i}": w for i, w in enumerate(mean)}
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        loss = self.loss(self(batch["source"]), batch["target"])
+        out, w = self.restore_with_weights(batch["source"])
+        loss = self.loss(out, batch["target"])
         self.log("train/loss", loss, prog_bar=True)
-        w = self.last_fusion.last_weights
         if w is not None and batch_idx % 50 == 0:
             self.log_dict({f"train/fusion_weight_branch{i}": v for i, v in enumerate(w)})
         return loss

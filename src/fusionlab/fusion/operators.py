@@ -2,9 +2,9 @@
 
 Every operator is built as ``Op(num_inputs=K, channels=C, context_channels=D, level=L, **options)``
 (``level`` is ``"image"`` or ``"feature"``), so an approach can build whichever one the config names; ``context`` (``(B, D, H, W)``, e.g. the
-degraded input image) is seen by the operators that predict weights or residuals. After each
-forward, ``last_weights`` holds the mean weight given to each input (``(K,)``, detached) for
-logging, or None for operators without weights.
+degraded input image) is seen by the operators that predict weights or residuals. ``fuse(x, context)``
+returns the fused tensor together with the mean weight given to each input (``(K,)``, detached, for
+logging; None for operators without weights); calling the operator returns the fused tensor alone.
 """
 
 from collections.abc import Sequence
@@ -16,7 +16,7 @@ from fusionlab.utils.errors import ConfigError, check
 
 
 class FusionOperator(nn.Module):
-    """Base: validates K and keeps ``last_weights``. ``levels`` says where the operator works."""
+    """Base: validates K; subclasses implement :meth:`fuse`. ``levels`` says where the operator works."""
 
     levels: tuple[str, ...] = ("image", "feature")
 
@@ -26,7 +26,13 @@ class FusionOperator(nn.Module):
         check(level in ("image", "feature"), "fusion", f"level must be image or feature, got {level!r}")
         self.num_inputs, self.channels, self.context_channels = num_inputs, channels, context_channels
         self.level = level
-        self.last_weights: torch.Tensor | None = None
+
+    def fuse(self, x: torch.Tensor, context: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(fused (B, C, H, W), mean weight per input (K,) or None)``."""
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        return self.fuse(x, context)[0]
 
     def check_input(self, x: torch.Tensor) -> None:
         if x.dim() != 5 or x.shape[0] != self.num_inputs or x.shape[2] != self.channels:
@@ -42,19 +48,19 @@ class FusionOperator(nn.Module):
 class Mean(FusionOperator):
     """Plain average."""
 
-    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+    def fuse(self, x, context=None):
         self.check_input(x)
-        return x.mean(dim=0)
+        return x.mean(dim=0), None
 
 
 class Median(FusionOperator):
     """Per-element median; for even K the mean of the two middle values."""
 
-    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+    def fuse(self, x, context=None):
         self.check_input(x)
         s = x.sort(dim=0).values
         k = self.num_inputs
-        return 0.5 * (s[(k - 1) // 2] + s[k // 2])
+        return 0.5 * (s[(k - 1) // 2] + s[k // 2]), None
 
 
 class Weighted(FusionOperator):
@@ -72,10 +78,9 @@ class Weighted(FusionOperator):
         check(float(w.sum()) > 0, "fusion.weights", "must not all be zero")
         self.register_buffer("weights", w / w.sum())
 
-    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+    def fuse(self, x, context=None):
         self.check_input(x)
-        self.last_weights = self.weights.detach()
-        return self.weighted_sum(x, self.weights.to(x.dtype).view(-1, 1, 1, 1, 1))
+        return self.weighted_sum(x, self.weights.to(x.dtype).view(-1, 1, 1, 1, 1)), self.weights.detach()
 
 
 class Learned(FusionOperator):
@@ -88,11 +93,10 @@ class Learned(FusionOperator):
     def weights(self) -> torch.Tensor:
         return torch.softmax(self.logits.float(), dim=0)
 
-    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+    def fuse(self, x, context=None):
         self.check_input(x)
         w = self.weights()
-        self.last_weights = w.detach()
-        return self.weighted_sum(x, w.to(x.dtype).view(-1, 1, 1, 1, 1))
+        return self.weighted_sum(x, w.to(x.dtype).view(-1, 1, 1, 1, 1)), w.detach()
 
 
 def conv_stack(c_in: int, hidden: int, c_out: int, depth: int, kernel_size: int) -> nn.Sequential:
@@ -133,11 +137,10 @@ class Gated(FusionOperator):
         logits = self.net(_flatten_inputs(x, context if self.context_channels else None))
         return torch.softmax(logits.float(), dim=1).permute(1, 0, 2, 3).unsqueeze(2)
 
-    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+    def fuse(self, x, context=None):
         self.check_input(x)
         w = self.gate(x, context)
-        self.last_weights = w.detach().mean(dim=(1, 2, 3, 4))
-        return self.weighted_sum(x, w.to(x.dtype))
+        return self.weighted_sum(x, w.to(x.dtype)), w.detach().mean(dim=(1, 2, 3, 4))
 
 
 class Stacked(FusionOperator):
@@ -155,12 +158,11 @@ class Stacked(FusionOperator):
         layers = depth if level == "image" else feature_depth
         self.net = conv_stack(num_inputs * channels + context_channels, hidden, channels, layers, kernel_size)
 
-    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+    def fuse(self, x, context=None):
         self.check_input(x)
         w = torch.softmax(self.logits.float(), dim=0)
-        self.last_weights = w.detach()
         base = self.weighted_sum(x, w.to(x.dtype).view(-1, 1, 1, 1, 1))
-        return base + self.net(_flatten_inputs(x, context if self.context_channels else None))
+        return base + self.net(_flatten_inputs(x, context if self.context_channels else None)), w.detach()
 
 
 class Attention(FusionOperator):
@@ -185,15 +187,14 @@ class Attention(FusionOperator):
         logits = self.excite(self.squeeze(s)).view(b, k, c)
         return torch.softmax(logits, dim=1).permute(1, 0, 2)[..., None, None]
 
-    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+    def fuse(self, x, context=None):
         self.check_input(x)
         w = self.attention(x)
-        self.last_weights = w.detach().mean(dim=(1, 2, 3, 4))
-        return self.weighted_sum(x, w.to(x.dtype))
+        return self.weighted_sum(x, w.to(x.dtype)), w.detach().mean(dim=(1, 2, 3, 4))
 
 
 class WeightMeter:
-    """Mean of an operator's ``last_weights`` over an evaluation epoch (for logging)."""
+    """Mean of an operator's weights (from :meth:`FusionOperator.fuse`) over an evaluation epoch."""
 
     def __init__(self) -> None:
         self.total: torch.Tensor | None = None
