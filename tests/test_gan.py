@@ -226,3 +226,22 @@ def test_fixed_pairs_are_reproducible_and_distinct():
     a, b = fixed_pairs(5, 4, 8, seed=0), fixed_pairs(5, 4, 8, seed=0)
     assert a == b and len(set(a)) == 8 and all(0 <= c < 5 and 0 <= s < 4 for c, s in a)
     assert len(fixed_pairs(5, 4, None, seed=1)) == 20
+
+
+def test_dcgan_networks_start_from_the_dcgan_initialisation():
+    from torch.nn.utils import parametrize
+
+    torch.manual_seed(0)
+    g = DCGANGenerator(64, 1, 32, 32)
+    d = DCGANDiscriminator(1, 32, 32, spectral_norm=True)
+    convs = [m for m in g.modules() if isinstance(m, torch.nn.ConvTranspose2d)]
+    weights = torch.cat([m.weight.flatten() for m in convs])
+    assert weights.std().item() == pytest.approx(0.02, rel=0.05) and abs(weights.mean().item()) < 2e-3
+    bn = torch.cat([m.weight for m in g.modules() if isinstance(m, torch.nn.BatchNorm2d)])
+    assert bn.mean().item() == pytest.approx(1.0, abs=0.01) and bn.std().item() == pytest.approx(0.02, rel=0.2)
+    originals = [m.parametrizations.weight.original.flatten() for m in d.modules()
+                 if isinstance(m, torch.nn.Conv2d) and parametrize.is_parametrized(m, "weight")]
+    assert originals and torch.cat(originals).std().item() == pytest.approx(0.02, rel=0.05)
+    default = DCGANGenerator(64, 1, 32, 32, init_std=None)
+    assert all(torch.equal(m.weight, torch.ones_like(m.weight)) for m in default.modules()
+               if isinstance(m, torch.nn.BatchNorm2d)), "null keeps PyTorch's (BatchNorm scales of 1)"

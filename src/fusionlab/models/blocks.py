@@ -37,3 +37,23 @@ def check_positive(name: str, **values: int) -> None:
     for key, value in values.items():
         if int(value) != value or value < 1:
             raise ValueError(f"{name}: {key} must be a positive integer, got {value}")
+
+
+@torch.no_grad()
+def init_normal(module: nn.Module, std: float = 0.02) -> nn.Module:
+    """DCGAN's initialisation (Radford et al. 2016; ``init_weights(net, "normal", 0.02)`` in
+    pytorch-CycleGAN-and-pix2pix): conv weights ~ N(0, std), BatchNorm scales ~ N(1, std), biases 0.
+    Spectral-normalised convs are initialised through their original (unnormalised) weight."""
+    from torch.nn.utils import parametrize
+
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+            weight = (m.parametrizations.weight.original if parametrize.is_parametrized(m, "weight")
+                      else m.weight)
+            weight.normal_(0.0, std)
+            if m.bias is not None:
+                m.bias.zero_()
+        elif isinstance(m, nn.modules.batchnorm._BatchNorm) and m.affine:
+            m.weight.normal_(1.0, std)
+            m.bias.zero_()
+    return module

@@ -11,15 +11,18 @@ import torch
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm as _sn
 
+from fusionlab.models.blocks import init_normal
 from fusionlab.models.discriminators import check_image_size
 
 
 class DCGANGenerator(nn.Module):
     """:param width: channels of the last hidden layer; layer ``i`` from the end has ``width * 2**i``
-    (capped at ``8 * width``). :param spectral_norm: wrap the convs (SN-GAN style generator)."""
+    (capped at ``8 * width``). :param spectral_norm: wrap the convs (SN-GAN style generator).
+    :param init_std: DCGAN's N(0, std) initialisation (:func:`~fusionlab.models.blocks.init_normal`);
+        null keeps PyTorch's default."""
 
     def __init__(self, latent_dim: int = 64, channels: int = 1, image_size: int = 32, width: int = 64,
-                 spectral_norm: bool = False) -> None:
+                 spectral_norm: bool = False, init_std: float | None = 0.02) -> None:
         super().__init__()
         check_image_size(image_size)
         self.latent_dim, self.channels, self.image_size = latent_dim, channels, image_size
@@ -34,6 +37,8 @@ class DCGANGenerator(nn.Module):
             c = c_out
         layers += [wrap(nn.ConvTranspose2d(c, channels, 4, 2, 1)), nn.Sigmoid()]
         self.net = nn.Sequential(*layers)
+        if init_std is not None:
+            init_normal(self, init_std)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.net(z.reshape(z.shape[0], self.latent_dim, 1, 1))

@@ -76,7 +76,7 @@ class DCGANDiscriminator(nn.Module):
     """
 
     def __init__(self, in_channels: int = 1, image_size: int = 32, width: int = 64, spectral_norm: bool = True,
-                 num_classes: int = 0) -> None:
+                 num_classes: int = 0, init_std: float | None = 0.02) -> None:
         super().__init__()
         check_image_size(image_size)
         n_down = int(math.log2(image_size)) - 2  # down to 4x4
@@ -88,6 +88,10 @@ class DCGANDiscriminator(nn.Module):
         self.body = nn.Sequential(*layers)
         self.head = _conv(c, 1, 4, 1, 0, spectral_norm)
         self.classifier = nn.Conv2d(c, num_classes, 4, 1, 0) if num_classes > 0 else None
+        if init_std is not None:  # DCGAN's N(0, 0.02)
+            from fusionlab.models.blocks import init_normal
+
+            init_normal(self, init_std)
 
     def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Per-image logits ``(B,)`` and classifier logits ``(B, K)`` (or None)."""
