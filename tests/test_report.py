@@ -241,3 +241,15 @@ def test_compare_real_restoration_style_and_generation_runs(two_runs, tmp_path):
     assert set(rows) == {"restoration", "style", "generate"}
     assert rows["style"]["content_ssim"] is not None and rows["generate"]["nn_distance"] is not None
     assert rows["generate"]["backbones"] == "DCGANGenerator+DCGANDiscriminator"
+
+
+def test_zoomed_crop_goes_where_the_runs_disagree():
+    import numpy as np
+
+    from fusionlab.reporting.figures import disagreement_window
+
+    target = np.zeros((60, 80))
+    a, b = target.copy(), target.copy()
+    b[40:46, 10:16] = 0.5  # the runs differ only here
+    y, x = disagreement_window([a, b], target, size=12)
+    assert y <= 40 and y + 12 >= 46 and x <= 10 and x + 12 >= 16
