@@ -215,7 +215,7 @@ def test_report_mixes_tasks_without_crashing_and_names_repeats(tmp_path):
     report, runs, problems, result = build_report([tmp_path], tmp_path / "out")
     assert len(runs) == 4 and not problems
     table = json.loads((tmp_path / "out" / "report.json").read_text())
-    rows = {r["run"]: r for r in table["rows"]}
+    rows = {r["run"].split("/")[-1]: r for r in table["rows"]}
     assert rows["gen"]["backbones"] == "DCGANGenerator+DCGANDiscriminator", "not the unused top-level model"
     assert rows["gen"]["task"] == "generate" and rows["gen"]["GFLOPs per"] == "sample 32"
     assert rows["style"]["content_ssim"] == 0.5 and rows["style"]["psnr"] is None

@@ -356,7 +356,9 @@ def compare(cfg: DictConfig) -> dict:
     from fusionlab.reporting.compare import build_report, comparison_rows
 
     paths = [cfg.compare] if isinstance(cfg.compare, str) else list(cfg.compare)
-    report, runs, problems, result = build_report(paths, cfg.paths.output_dir, str(cfg.get("baseline") or "auto"))
+    ignore = tuple(str(k) for k in (cfg.get("compare_ignore") or []))
+    report, runs, problems, result = build_report(paths, cfg.paths.output_dir, str(cfg.get("baseline") or "auto"),
+                                                  ignore)
     log.info("comparison of %d runs written to %s", len(runs), report)
     for c in result["comparisons"]:
         print(c["verdict"])

@@ -48,7 +48,8 @@ tr:nth-child(even) {{ background: #fafafa; }}
 .figs img {{ margin: 8px 12px 8px 0; border: 1px solid #eee; vertical-align: top; max-width: 100%; }}
 .note {{ color: #666; font-size: 12px; }}
 ul.verdicts li {{ margin: 3px 0; }}
-.yes {{ color: #a93226; font-weight: 600; }} .no {{ color: #555; }}
+.better {{ color: #1e8449; font-weight: 600; }} .worse {{ color: #a93226; font-weight: 600; }}
+.weak {{ color: #b9770e; }} .no {{ color: #555; }}
 </style></head>
 <body data-report="fusionlab">
 <h1>fusionlab: comparison of {n_runs} runs</h1>
@@ -84,22 +85,36 @@ HOW = ("Paired per-image differences on the same test images (a setting's per-im
        "its seeds): mean, 95% paired bootstrap interval (scipy.stats.bootstrap, BCa, fixed seed), Wilcoxon "
        "signed-rank p (Holm-adjusted over every test on this page), win rate = share of images improved. "
        "When both settings have several seeds, the difference of seed means with Welch's 95% t-interval is "
-       "shown too. A difference whose interval contains 0 is not distinguishable.")
+       "shown too. A difference whose interval contains 0 is not distinguishable (grey); one whose interval "
+       "excludes 0 but whose Holm-adjusted p is not below 0.05 is marked weak (amber); green: better, red: worse.")
+
+
+ALPHA = 0.05
+
+
+def verdict_class(d: dict, higher_is_better: bool = True) -> tuple[str, str]:
+    """(CSS class, qualifier): better/worse when the interval excludes 0 and the Holm-adjusted
+    Wilcoxon p is below 0.05; "weak" when only the (unadjusted) interval excludes 0."""
+    if not d.get("distinguishable"):
+        return "no", ""
+    if not d.get("p_holm", 0.0) < ALPHA:
+        return "weak", f" — weak: not significant after Holm correction (p={d.get('p_holm', float('nan')):.2g})"
+    return ("better" if (d["mean"] > 0) == higher_is_better else "worse"), ""
 
 
 def _verdicts(result: dict) -> str:
     items = []
     for c in result["comparisons"]:
-        cls = "yes" if c["distinguishable"] else "no"
+        cls, qualifier = verdict_class(c, c["higher_is_better"])
         seeds = c.get("seed_difference")
         extra = (f"; over seeds {seeds['mean']:+.3f} [{seeds['ci_low']:+.3f}, {seeds['ci_high']:+.3f}]"
                  if seeds else f"; seeds: {c['seeds_candidate']} vs {c['seeds_baseline']}")
-        items.append(f'<li class="{cls}">{html.escape(c["verdict"])} (n={c["n_images"]} images, '
+        items.append(f'<li class="{cls}">{html.escape(c["verdict"] + qualifier)} (n={c["n_images"]} images, '
                      f'Holm p={c["p_holm"]:.3g}, wins {c["win_rate"]:.0%}{html.escape(extra)})</li>')
     for w in result["within_run"]:
         d = w["psnr"]
-        cls = "yes" if d["distinguishable"] else "no"
-        items.append(f'<li class="{cls}">{html.escape(w["run"])} (seed {w["seed"]}): {html.escape(d["verdict"])} '
+        cls, qualifier = verdict_class(d)
+        items.append(f'<li class="{cls}">{html.escape(w["run"])} (seed {w["seed"]}): {html.escape(d["verdict"] + qualifier)} '
                      f'(best member chosen on {html.escape(w["chosen_on"])}; Holm p={d["p_holm"]:.3g}, '
                      f'wins {d["win_rate"]:.0%})</li>')
     if not items:
@@ -147,16 +162,17 @@ def _settings_rows(settings: list[dict]) -> tuple[list[str], list[dict]]:
     return columns, rows
 
 
-def build_report(paths: list[str | Path], out_dir: str | Path, baseline: str = "auto"
-                 ) -> tuple[Path, list, list[str], dict]:
+def build_report(paths: list[str | Path], out_dir: str | Path, baseline: str = "auto",
+                 ignore: tuple[str, ...] = ()) -> tuple[Path, list, list[str], dict]:
     """Write ``report.html``, ``comparison.json`` and ``report.json`` into ``out_dir``.
 
     :param baseline: ``auto`` (per task: the best single-model setting, else the best setting), or
         a run folder name or a substring of a setting's label.
+    :param ignore: config keys that do not make settings (values derived per seed, say).
     :raises DataError: when no run could be read.
     """
     runs, problems = find_runs(paths)
-    label_settings(runs)
+    label_settings(runs, tuple(ignore))
     for p in problems:
         log.warning("skipped: %s", p)
     if not runs:

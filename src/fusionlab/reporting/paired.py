@@ -104,7 +104,7 @@ def choose_baseline(settings: dict[str, list], baseline: str, task: str) -> str 
         pool = singles or list(settings)
         return max(pool, key=score)
     for key, runs in settings.items():
-        if any(baseline == r.path.name or baseline == str(r.path) for r in runs) \
+        if any(baseline in (r.path.name, r.name, str(r.path)) for r in runs) \
                 or baseline in runs[0].group_label:
             return key
     return None
@@ -152,7 +152,7 @@ def compare_settings(runs: Sequence, baseline: str = "auto") -> dict:
         result = {"per_image": run.records, **{k: v for k, v in run.metrics.items() if k.startswith("val/")}}
         member = member_comparison(result)
         if member:
-            within.append({"run": run.path.name, "label": run.label, "seed": run.seed, **member})
+            within.append({"run": run.name, "label": run.label, "seed": run.seed, **member})
     _adjust(comparisons, within)
     return {"baselines": baselines, "comparisons": comparisons, "within_run": within,
             "unmatched_baseline": unmatched}
@@ -178,7 +178,8 @@ def _adjust(comparisons: list[dict], within: list[dict]) -> None:
 
 
 def forest_plot(comparisons: list[dict], within: list[dict]) -> str | None:
-    """PNG (base64) of every primary-metric difference with its 95% interval; red: distinguishable."""
+    """PNG (base64) of every primary-metric difference with its 95% interval; green/red: better/worse,
+    amber: the interval excludes 0 but the Holm-adjusted p does not pass 0.05, grey: not distinguishable."""
     import matplotlib.pyplot as plt
 
     from fusionlab.reporting.figures import png
@@ -190,7 +191,8 @@ def forest_plot(comparisons: list[dict], within: list[dict]) -> str | None:
         return None
     fig, ax = plt.subplots(figsize=(7.5, 0.55 * len(rows) + 1.3))
     for y, (label, d, metric) in enumerate(rows):
-        color = "#c0392b" if d["distinguishable"] else "#7f8c8d"
+        color = "#7f8c8d" if not d["distinguishable"] else "#b9770e" if not d.get("p_holm", 0) < 0.05 \
+            else "#1e8449" if d["mean"] > 0 else "#c0392b"  # higher is better for PSNR/content SSIM
         ax.errorbar(d["mean"], y, xerr=[[d["mean"] - d["ci_low"]], [d["ci_high"] - d["mean"]]], fmt="o",
                     color=color, capsize=4)
         word = "" if d["distinguishable"] else "  not distinguishable"

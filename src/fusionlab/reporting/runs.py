@@ -16,10 +16,13 @@ APPROACH_NAMES = {"SingleModel": "single", "GeneratorEnsemble": "ensemble",
                   "GanGenerator": "gan", "GanEnsemble": "gan_ensemble"}
 # Config keys that do not change what a run computes (where it writes, how it logs) or that are
 # the repetition itself (seed): runs differing only in these are one setting, aggregated.
+# Which trained checkpoints a run started from (two-stage members, member_init) is provenance --
+# usually the members of the same seed -- not a setting.
 NOT_SETTING = ("seed", "paths", "logger", "callbacks", "extras", "task_name", "tags", "ckpt_path", "test",
                "optimized_metric", "trainer.default_root_dir", "trainer.enable_progress_bar", "trainer.plugins",
                "trainer.devices", "trainer.num_nodes", "trainer.strategy", "trainer.log_every_n_steps",
-               "data.num_workers", "data.pin_memory", "data.persistent_workers")
+               "data.num_workers", "data.pin_memory", "data.persistent_workers", "approach.member_checkpoints",
+               "approach.init_checkpoint", "member_init")
 # metrics shown per run and aggregated over seeds (each task has some of them)
 AGGREGATED = ("psnr", "ssim", "content_ssim", "style_distance", "nn_distance", "fid", "kid")
 
@@ -43,6 +46,7 @@ class RunSummary:
     config: dict = field(default_factory=dict)
     records: list = field(default_factory=list)
     setting: str = ""  # the config values that distinguish this run's setting from the others'
+    ignore: tuple = ()  # config keys that do not make settings (compare_ignore=)
 
     def metric(self, name: str) -> float | None:
         value = self.metrics.get(f"{self.split}/{name}")
@@ -53,13 +57,18 @@ class RunSummary:
         return task_of(self.records, {k: v for k, v in self.metrics.items() if k.startswith(f"{self.split}/")})
 
     @property
+    def name(self) -> str:
+        """The run folder with its parent (``s1/fusion_gated``, ``multirun/3``): unique and readable."""
+        return f"{self.path.parent.name}/{self.path.name}"
+
+    @property
     def label(self) -> str:
         return f"{self.approach}" + (f" [{self.strategy}]" if self.strategy != "-" else "") + f" {self.backbones}"
 
     @property
     def group(self) -> str:
         """Runs whose configs differ only by seed (and where they write/log) share a group."""
-        return json.dumps(setting_config(self.config), sort_keys=True, default=str)
+        return json.dumps(setting_config(self.config, self.ignore), sort_keys=True, default=str)
 
     @property
     def group_label(self) -> str:
@@ -75,7 +84,7 @@ class RunSummary:
 
     def row(self) -> dict:
         key, flops = self.flops
-        row = {"run": self.path.name, "task": self.task, "approach": self.approach, "strategy": self.strategy,
+        row = {"run": self.name, "task": self.task, "approach": self.approach, "strategy": self.strategy,
                "backbones": self.backbones, "setting": self.setting or "-", "seed": self.seed,
                "params": self.metrics.get("params"),
                "GFLOPs": None if flops is None else flops / 1e9,
@@ -147,26 +156,29 @@ def flatten(tree: dict, prefix: str = "") -> dict[str, object]:
     return out
 
 
-def setting_config(config: dict) -> dict[str, object]:
-    """The flattened config without the keys of ``NOT_SETTING`` (nor anything under them)."""
-    return {k: v for k, v in flatten(config).items()
-            if not any(k == n or k.startswith(n + ".") for n in NOT_SETTING)}
+def setting_config(config: dict, ignore: tuple[str, ...] = ()) -> dict[str, object]:
+    """The flattened config without the keys of ``NOT_SETTING`` and ``ignore`` (nor anything under them)."""
+    skip = (*NOT_SETTING, *ignore)
+    return {k: v for k, v in flatten(config).items() if not any(k == n or k.startswith(n + ".") for n in skip)}
 
 
-def label_settings(runs: list[RunSummary]) -> None:
-    """Set each run's ``setting``: the values of the config keys that vary between the runs
-    (e.g. ``approach.optimizer.lr=0.001``), shortest key suffix that is still unambiguous."""
-    flat = [setting_config(r.config) for r in runs]
+def label_settings(runs: list[RunSummary], ignore: tuple[str, ...] = ()) -> None:
+    """Set each run's ``setting`` (and its group): the config values that tell it apart from other
+    runs with the same approach/strategy/backbones label, e.g. ``optimizer.lr=0.001``; keys in
+    ``ignore`` (``compare_ignore=``: values derived per seed, say) do not make settings."""
+    for run in runs:
+        run.ignore = tuple(ignore)
+    flat = [setting_config(r.config, ignore) for r in runs]
     keys = sorted({k for f in flat for k in f})
-    # only keys that differ between runs of the same approach/strategy/backbones (the label
-    # already tells those apart, with all the keys that come with a different fusion operator)
     by_label: dict[str, list[dict]] = {}
     for run, f in zip(runs, flat):
         by_label.setdefault(run.label, []).append(f)
-    varying = [k for k in keys if any(len({json.dumps(f.get(k), default=str) for f in fs}) > 1
-                                      for fs in by_label.values())]
+    varying = {label: [k for k in keys if len({json.dumps(f.get(k), default=str) for f in fs}) > 1]
+               for label, fs in by_label.items()}
+    all_varying = sorted({k for ks in varying.values() for k in ks})
     for run, f in zip(runs, flat):
-        run.setting = ", ".join(f"{_short_key(k, varying)}={_fmt(f.get(k))}" for k in varying)
+        own = [k for k in varying[run.label] if f.get(k) is not None]
+        run.setting = ", ".join(f"{_short_key(k, all_varying)}={_fmt(f.get(k))}" for k in own)
 
 
 def _fmt(value: object) -> str:
