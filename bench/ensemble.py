@@ -23,6 +23,8 @@ import torch
 
 from common import ROOT, SHARED, fmt_ci, fmt_diff, machine, paired_over_seeds, run_train, seeds_summary, write_results
 
+from fusionlab.reporting.stats import seed_interval
+
 MEMBERS = {
     "dncnn": ["model=dncnn", "model.depth=10", "model.width=32"],
     "unet": ["model=unet", "model.depth=2", "model.width=16"],
@@ -148,6 +150,11 @@ def main() -> None:
             if label.startswith("ensemble"):
                 baseline = [best_member_view(r, names, best[s]) for r, s in zip(runs, args.seeds)]
                 diffs[label] = {m: paired_over_seeds(runs, baseline, m) for m in ("psnr", "ssim")}
+                # over seeds: each seed's fuser against that seed's best member (paired by seed)
+                per_seed = [sum(r["psnr"] for r in run["per_image"]) / len(run["per_image"])
+                            - sum(r["psnr"] for r in b["per_image"]) / len(b["per_image"])
+                            for run, b in zip(runs, baseline)]
+                diffs[label]["psnr_over_seeds"] = seed_interval(per_seed)
             else:
                 baseline = [per_seed[s]["members"][best[s]] for s in args.seeds]
                 if any(r is not b for r, b in zip(runs, baseline)):  # the best member itself: no row
@@ -159,16 +166,22 @@ def main() -> None:
                   f"Seeds {', '.join(map(str, args.seeds))}. Set12 validates (checkpoint choice, best member), "
                   "BSD68 (68 images) is the held-out test. PSNR/SSIM: mean over seeds ± half-width of the 95% "
                   "t-interval. Paired difference: per-image BSD68 PSNR minus the best member's (chosen per seed "
-                  "on Set12), averaged over seeds, mean [95% bootstrap interval]; (n.d.) = not distinguishable "
-                  "(interval contains 0).", "",
-                  "| model | params | Set12 PSNR | BSD68 PSNR | BSD68 SSIM | BSD68 PSNR vs best member | "
-                  "win rate | train time s |",
-                  "|---|---:|---:|---:|---:|---:|---:|---:|"]
+                  "on Set12), averaged over seeds, mean [95% bootstrap interval over the 68 images]; over seeds: "
+                  "each seed's fused-minus-best-member mean PSNR, mean [95% t-interval over the seeds] (includes "
+                  "training randomness); (n.d.) = not distinguishable (interval contains 0).", "",
+                  "| model | params | Set12 PSNR | BSD68 PSNR | BSD68 SSIM | BSD68 PSNR vs best member (per image) | "
+                  "win rate | vs best member over seeds | train time s |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for label, t in table.items():
             d = diffs.get(label, {}).get("psnr")
             vs, wins = (fmt_diff(d), f"{d['win_rate']:.0%}") if d else ("best member in every seed", "")
+            over = diffs.get(label, {}).get("psnr_over_seeds")
+            over_text = "" if over is None else (
+                f"{over['mean']:+.3f} [{over['ci_low']:+.3f}, {over['ci_high']:+.3f}]"
+                + ("" if over["ci_low"] > 0 or over["ci_high"] < 0 else " (n.d.)"))
             lines.append(f"| {label} | {t['params']:,} | {fmt_ci(t['val/psnr'])} | {fmt_ci(t['test/psnr'])} | "
-                         f"{fmt_ci(t['test/ssim'], 4)} | {vs} | {wins} | {t['train_time_s']['mean']:.0f} |")
+                         f"{fmt_ci(t['test/ssim'], 4)} | {vs} | {wins} | {over_text} | "
+                         f"{t['train_time_s']['mean']:.0f} |")
         lines.append("")
         lines.append("Best member per seed (Set12): " + ", ".join(f"seed {s}: {b}" for s, b in best.items()) + ".")
         lines.append("")
