@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from fusionlab.callbacks.checkpoint_config import CONFIG_KEY, ConfigInCheckpoint
 from fusionlab.callbacks.faults import EpochSeeds, SaveOnSigterm
 from fusionlab.metrics.cost import count_parameters, flops_per_image
-from fusionlab.reporting.paired import member_comparison, print_member_comparison
+from fusionlab.reporting.paired import member_comparison, member_labels, print_member_comparison
 from fusionlab.reporting.tables import print_eval_table
 from fusionlab.utils.errors import ConfigError, DataError
 from fusionlab.utils.hydra import check_complete, instantiate, instantiate_dict, to_plain
@@ -169,7 +169,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
             "per_image": records,
             "config": to_plain(cfg, resolve=True),
         }
-        within = member_comparison(result)
+        within = member_comparison(result, member_labels(result["config"]))
         if within:
             result["fusion_vs_best_member"] = within
         if trainer.is_global_zero:
@@ -301,7 +301,7 @@ def evaluate(cfg: DictConfig, overrides: list[str] | None = None, groups: set[st
             "wall_time_s": round(time.perf_counter() - started, 3),
             "config": to_plain(run_cfg, resolve=True),
         }
-        within = member_comparison(result)
+        within = member_comparison(result, member_labels(result["config"]))
         if within:
             result["fusion_vs_best_member"] = within
         if trainer.is_global_zero:

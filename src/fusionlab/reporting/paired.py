@@ -34,7 +34,16 @@ def member_names(records: Sequence[dict]) -> list[str]:
     return sorted(k[len("psnr_"):] for k in (records[0] if records else {}) if k.startswith("psnr_member"))
 
 
-def member_comparison(result: dict) -> dict | None:
+def member_labels(config: dict) -> dict[str, str]:
+    """``{"member0": "member0 (DnCNN)", ...}`` from a run's config (members in config order)."""
+    members = ((config or {}).get("approach") or {}).get("members") or {}
+    if not isinstance(members, dict):
+        return {}
+    return {f"member{i}": f"member{i} ({str(m.get('_target_', '?')).rsplit('.', 1)[-1]})"
+            for i, m in enumerate(members.values()) if isinstance(m, dict)}
+
+
+def member_comparison(result: dict, labels: dict[str, str] | None = None) -> dict | None:
     """Fused output vs the best member on the same test images, from a ``metrics.json`` /
     ``eval.json`` result. The best member is chosen on validation PSNR when the run has it (so the
     choice does not look at the test images), else on the test images themselves (which favours
@@ -54,7 +63,7 @@ def member_comparison(result: dict) -> dict | None:
     for metric, higher, unit in TASK_METRICS["restoration"]:
         d = paired_difference([r[metric] for r in records], [r[f"{metric}_{best}"] for r in records],
                               higher_is_better=higher)
-        d["verdict"] = verdict(d, metric.upper(), unit, "fused", best, higher)
+        d["verdict"] = verdict(d, metric.upper(), unit, "fused", (labels or {}).get(best, best), higher)
         out[metric] = d
     return out
 
@@ -150,7 +159,7 @@ def compare_settings(runs: Sequence, baseline: str = "auto") -> dict:
     within = []
     for run in runs:
         result = {"per_image": run.records, **{k: v for k, v in run.metrics.items() if k.startswith("val/")}}
-        member = member_comparison(result)
+        member = member_comparison(result, member_labels(run.config))
         if member:
             within.append({"run": run.name, "label": run.label, "seed": run.seed, **member})
     _adjust(comparisons, within)
