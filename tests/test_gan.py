@@ -245,3 +245,23 @@ def test_dcgan_networks_start_from_the_dcgan_initialisation():
     default = DCGANGenerator(64, 1, 32, 32, init_std=None)
     assert all(torch.equal(m.weight, torch.ones_like(m.weight)) for m in default.modules()
                if isinstance(m, torch.nn.BatchNorm2d)), "null keeps PyTorch's (BatchNorm scales of 1)"
+
+
+def test_alpha_and_preserve_color_controls():
+    from fusionlab.models.stylizer import StyleTransferGenerator, coral
+
+    torch.manual_seed(0)
+    g = StyleTransferGenerator(3, width=8, n_down=1, n_res=1).eval()
+    content, style = torch.rand(2, 3, 16, 16), torch.rand(1, 3, 20, 20) * 0.5
+    with torch.no_grad():
+        own = g(content, content)  # the content rendered with its own statistics
+        assert torch.allclose(g.stylize(content, [style], alpha=0.0), own, atol=1e-6)
+        assert torch.allclose(g.stylize(content, [style], alpha=1.0), g(content, style.expand(2, -1, -1, -1)),
+                              atol=1e-6)
+    matched = coral(torch.rand(2, 3, 24, 24) * 0.3 + 0.5, content)
+    for i in range(2):
+        m, c = matched[i].flatten(1), content[i].flatten(1)
+        assert torch.allclose(m.mean(1), c.mean(1), atol=2e-3), "colour means of the content"
+        assert torch.allclose(torch.cov(m), torch.cov(c), atol=2e-3), "colour covariance of the content"
+    with pytest.raises(ValueError, match="alpha must be in"):
+        g.stylize(content, [style], alpha=1.5)

@@ -113,6 +113,11 @@ def test_style_checkpoint_takes_your_own_folders_without_plus(tmp_path, rgb_mode
 
     names = {r["image"] for r in json.loads((tmp_path / "eval" / "eval.json").read_text())["per_image"]}
     assert names == {f"img0{c}__img0{s}" for c in range(2) for s in range(2)}, "your content x your styles"
+    predictor = load(ckpt)  # the Python API: alpha 0 renders the content with its own statistics
+    c, st = torch.rand(3, 32, 32), torch.rand(3, 32, 32)
+    gen = predictor.model.inference_generator
+    assert torch.allclose(predictor.stylize(c, st, alpha=0.0), gen(c[None], c[None])[0].clamp(0, 1), atol=1e-5)
+    assert predictor.stylize(c, [st, st], weights=[0.5, 0.5], preserve_color=True).shape == (3, 32, 32)
     res = run_cli(["evaluate.py", f"ckpt_path={rgb_model}", f"data.content_dir={tmp_path / 'content'}",
                    "logger=csv", f"hydra.run.dir={tmp_path / 'eval2'}"])
     assert res.returncode == 2 and "data.content_dir: makes no sense for this checkpoint" in res.stderr

@@ -135,6 +135,25 @@ class Predictor:
         return out[0] if single else out
 
     @torch.no_grad()
+    def stylize(self, content: torch.Tensor, styles, weights=None, alpha: float = 1.0,
+                preserve_color: bool = False, masks: torch.Tensor | None = None, blur: float = 2.0) -> torch.Tensor:
+        """Render ``content`` (``(C, H, W)`` or batched, in [0, 1]) in one style or a fusion of
+        several (``weights``: mixing; ``masks``: regions), with AdaIN's ``alpha`` and
+        ``preserve_color`` controls."""
+        self._require("style", "stylize()")
+        from fusionlab.approaches.base import pad_to_multiple
+
+        single = content.dim() == 3
+        x = (content[None] if single else content).float()
+        styles = [s[None].float() if s.dim() == 3 else s.float() for s in
+                  (styles if isinstance(styles, (list, tuple)) else [styles])]
+        padded, (h, w) = pad_to_multiple(x, self.stride)
+        out = self.model.inference_generator.stylize(padded, styles, weights=weights, masks=masks, blur=blur,
+                                                     alpha=alpha, preserve_color=preserve_color)
+        out = out[..., :h, :w].clamp(0, 1)
+        return out[0] if single else out
+
+    @torch.no_grad()
     def sample(self, n: int, seed: int = 0) -> torch.Tensor:
         """``n`` images of a generation checkpoint from the seeded latent stream ``seed``."""
         self._require("generate", "sample()")

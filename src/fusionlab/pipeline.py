@@ -30,7 +30,7 @@ log = logging.getLogger("fusionlab")
 # its own config (conf/eval.yaml), everything else from the checkpoint's saved config.
 RUNTIME_KEYS = ("paths", "trainer", "logger", "callbacks", "extras", "task_name", "ckpt_path", "tta", "tta_fusion")
 # evaluate.py options for an approach's ``write_inference`` (style mixing / region fusion).
-INFERENCE_KEYS = ("styles", "weights", "mask", "blur")
+INFERENCE_KEYS = ("styles", "weights", "mask", "blur", "alpha", "preserve_color")
 
 
 def to_plain_value(value: Any) -> Any:

@@ -201,11 +201,14 @@ class GanStyleTransfer(AdversarialModule):
         written, rows = [], []
         for content, name in zip(contents, names):
             x = content[None].to(device)
-            mixed = gen.stylize(x, chosen, weights=weights)
+            alpha = float(options.get("alpha", 1.0) if options.get("alpha") is not None else 1.0)
+            keep = bool(options.get("preserve_color") or False)
+            mixed = gen.stylize(x, chosen, weights=weights, alpha=alpha, preserve_color=keep)
             row = [content, *[c[0] for c in chosen], mixed[0]]
             written.append(save_png(to_uint8(mixed[0]), out / f"mix_{name}.png"))
             if masks is not None:
-                region = gen.stylize(x, chosen, masks=masks, blur=float(options.get("blur", 2.0)))
+                region = gen.stylize(x, chosen, masks=masks, blur=float(options.get("blur", 2.0)), alpha=alpha,
+                                     preserve_color=keep)
                 written.append(save_png(to_uint8(region[0]), out / f"region_{name}.png"))
                 row.append(region[0])
             rows.append(row)

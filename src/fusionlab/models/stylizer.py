@@ -89,6 +89,25 @@ class SPADEInjection(_CodeInjection):
         return normed * (1 + self.gamma(h)) + self.beta(h)
 
 
+def coral(source: torch.Tensor, target: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """``source`` images with each one's colour mean and covariance matched to ``target``'s
+    (CORAL, Sun et al. 2016; pytorch-AdaIN's ``coral``), clamped to [0, 1]. Gray images pass."""
+    if source.shape[1] == 1:
+        return source
+    b, c = source.shape[:2]
+    s, t = source.float().flatten(2), target.float().flatten(2)
+    ms, mt = s.mean(2, keepdim=True), t.mean(2, keepdim=True)
+    eye = torch.eye(c, device=s.device)
+
+    def cov(x, m):
+        d = x - m
+        return d @ d.transpose(1, 2) / max(1, x.shape[2] - 1) + eps * eye
+
+    ls, lt = torch.linalg.cholesky(cov(s, ms)), torch.linalg.cholesky(cov(t, mt))
+    out = lt @ torch.linalg.solve_triangular(ls, s - ms, upper=False) + mt
+    return out.view_as(source).clamp(0.0, 1.0).to(source.dtype)
+
+
 def region_weights(masks: torch.Tensor, size: tuple[int, int], blur: float) -> torch.Tensor:
     """Per-region weights at feature resolution: area-downsampled, Gaussian-blurred (``blur`` feature
     pixels; 0 = hard edges) and normalised to sum to 1 at every pixel. ``masks``: ``(B, K, H, W)``."""
@@ -156,15 +175,28 @@ class StyleTransferGenerator(nn.Module):
         return self.decode(content, self.encode_style(style))
 
     def stylize(self, content: torch.Tensor, styles: Sequence[torch.Tensor], weights: Sequence[float] | None = None,
-                masks: torch.Tensor | None = None, blur: float = 2.0) -> torch.Tensor:
+                masks: torch.Tensor | None = None, blur: float = 2.0, alpha: float = 1.0,
+                preserve_color: bool = False) -> torch.Tensor:
         """Fuse several styles into ``content`` (``(B, C, H, W)``).
 
         :param styles: style images, each ``(1 or B, C, h, w)`` (sizes may differ).
         :param weights: style mixing: one weight per style (normalised to sum to 1).
         :param masks: region fusion: ``(B or 1, K, H, W)`` soft or hard masks, region ``k`` gets
             ``styles[k]``; boundaries are smoothed at feature resolution by ``blur``.
+        :param alpha: content-style trade-off (pytorch-AdaIN's): the representation is
+            ``alpha * style + (1 - alpha) * the content's own``; 0 renders the content with its own
+            statistics (the content, as far as the generator reconstructs it), 1 the full style.
+        :param preserve_color: match each style image's colour mean and covariance to the content's
+            first (CORAL, as pytorch-AdaIN's ``preserve_color``), so only texture is transferred.
         """
+        if not 0.0 <= float(alpha) <= 1.0:
+            raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+        if preserve_color:
+            styles = [coral(s.expand(content.shape[0], -1, -1, -1), content) for s in styles]
         reps = [self.encode_style(s).expand(content.shape[0], -1) for s in styles]
+        if alpha < 1.0:
+            own = self.encode_style(content)
+            reps = [float(alpha) * r + (1.0 - float(alpha)) * own for r in reps]
         if masks is not None:
             if masks.shape[1] != len(reps):
                 raise ValueError(f"{masks.shape[1]} mask regions but {len(reps)} styles")
