@@ -4,7 +4,7 @@ import hydra
 from omegaconf import DictConfig
 
 from fusionlab.cli import run, setup_environment
-from fusionlab.utils.sweep import objective
+from fusionlab.utils.jobs import objective
 
 setup_environment(__file__)
 

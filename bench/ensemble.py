@@ -45,13 +45,13 @@ def member_override(i: int, name: str) -> list[str]:
 
 def speed(members: int = 4, batch: int = 4, size: int = 256, repeats: int = 5) -> dict:
     """Fused inference images/s of the loop and the forced vmap path on the same inputs."""
-    from fusionlab.approaches.ensemble import GeneratorEnsemble
+    from fusionlab.approaches.ensemble import OutputEnsemble
     from fusionlab.fusion import Mean
     from fusionlab.models import DnCNN
 
     torch.manual_seed(0)
     nets = [DnCNN(1, depth=10, width=32) for _ in range(members)]
-    ens = GeneratorEnsemble(nets, Mean, torch.nn.MSELoss(), lambda params: None).eval()
+    ens = OutputEnsemble(nets, Mean, torch.nn.MSELoss(), lambda params: None).eval()
     x = torch.rand(batch, 1, size, size)
     results = {}
     with torch.no_grad():

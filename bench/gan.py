@@ -30,9 +30,9 @@ def main() -> None:
     rows["style_default (gan_style, adain)"] = style
     single = run_train(RUNS / "gan_w32", ["experiment=generate_faces", "approach.generator.width=32", *fid_opts])
     rows["gan: 1 generator, width 32"] = single
-    mix = run_train(RUNS / "gan_ensemble_3xw16", ["experiment=generate_faces", "approach=gan_ensemble",
+    mix = run_train(RUNS / "gan_mixture_3xw16", ["experiment=generate_faces", "approach=gan_mixture",
                                                    "approach.generator.width=16", *fid_opts])
-    rows["gan_ensemble: 3 generators, width 16, cls 0.5"] = mix
+    rows["gan_mixture: 3 generators, width 16, cls 0.5"] = mix
 
     lines = ["| run | params (G + D) | train time (s) | test metrics |", "|---|---|---|---|"]
     for name, m in rows.items():

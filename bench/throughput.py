@@ -39,7 +39,7 @@ APPROACHES = {  # name -> (overrides selecting its default model on the embedded
     "feature_fusion": (["approach=feature_fusion"], 40),
     "gan_style": (["task=style"], 40),
     "gan": (["task=generate"], 250),  # small steps (~40 ms on CPU): more of them for a stable timing
-    "gan_ensemble": (["task=generate", "approach=gan_ensemble"], 250),
+    "gan_mixture": (["task=generate", "approach=gan_mixture"], 250),
 }
 
 
@@ -89,7 +89,7 @@ def run_pipeline(overrides: list[str], batches: int, warmup: int) -> float:
 def plain_step_fn(model: L.LightningModule) -> tuple[Callable[[dict], None], list[torch.optim.Optimizer]]:
     """The approach's forward/backward/step written by hand (what a researcher's script does)."""
     from fusionlab.approaches.adversarial import AdversarialModule
-    from fusionlab.approaches.ensemble import GeneratorEnsemble
+    from fusionlab.approaches.ensemble import OutputEnsemble
 
     optimizers = model.configure_optimizers()
     if isinstance(optimizers, tuple):  # ([opt_g, opt_d], [schedulers])
@@ -122,7 +122,7 @@ def plain_step_fn(model: L.LightningModule) -> tuple[Callable[[dict], None], lis
         return step, optimizers
 
     (opt,) = optimizers
-    if isinstance(model, GeneratorEnsemble):
+    if isinstance(model, OutputEnsemble):
         def step(batch: dict) -> None:
             outs = model.member_outputs(batch["source"])
             loss = model.loss(model.fusion(outs, batch["source"]), batch["target"])

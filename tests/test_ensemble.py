@@ -4,7 +4,7 @@ import json
 import pytest
 import torch
 
-from fusionlab.approaches.ensemble import GeneratorEnsemble
+from fusionlab.approaches.ensemble import OutputEnsemble
 from fusionlab.fusion import Gated, Mean, Median, Stacked
 from fusionlab.models import DnCNN
 from fusionlab.pipeline import train
@@ -16,7 +16,7 @@ STRATEGIES = ["mean", "median", "weighted", "learned", "gated", "stacked", "atte
 
 def make(members, fusion=Mean, **kw):
     opt = lambda params: torch.optim.Adam(params, 1e-3)  # noqa: E731
-    return GeneratorEnsemble(members, fusion, torch.nn.L1Loss(), opt, **kw)
+    return OutputEnsemble(members, fusion, torch.nn.L1Loss(), opt, **kw)
 
 
 @pytest.mark.parametrize("fusion", [Mean, Median, Gated, Stacked])

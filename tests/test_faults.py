@@ -127,3 +127,39 @@ def test_killed_run_resumes_in_its_folder_with_the_same_wandb_run_and_final_metr
     # (SIGTERM resumes mid-epoch: the data iterator restarts that epoch, so only the budget is equal)
     ids = {p.name.rsplit("-", 1)[-1] for p in (run / "wandb").glob("offline-run-*")}
     assert ids == {first_id}, "the resumed run continues the same W&B run id"
+
+
+def test_slurm_trainer_uses_lightnings_requeueing_environment(tmp_path, monkeypatch):
+    """trainer=slurm: Lightning's SLURMEnvironment with auto_requeue (and our atomic checkpoint IO)."""
+    from lightning.pytorch.plugins.environments import SLURMEnvironment
+
+    from fusionlab.pipeline import build, build_trainer
+
+    for key, value in {"SLURM_NTASKS": "1", "SLURM_JOB_NAME": "fusionlab", "SLURM_JOB_ID": "7", "SLURM_PROCID": "0",
+                       "SLURM_LOCALID": "0", "SLURM_NODEID": "0", "SLURM_NODELIST": "node1"}.items():
+        monkeypatch.setenv(key, value)
+    cfg = compose_cfg(tmp_path, ["trainer=slurm", "trainer.accelerator=cpu", "trainer.strategy=ddp", "logger=csv"])
+    _, model = build(cfg)
+    env = build_trainer(cfg, model=model).strategy.cluster_environment
+    assert isinstance(env, SLURMEnvironment) and env.auto_requeue and env.job_id() == 7
+
+
+def test_failed_fit_leaves_no_checkpoint_but_sigterm_saves_last(tmp_path):
+    """SaveOnSigterm is Lightning's OnExceptionCheckpoint narrowed to SIGTERM: another exception
+    writes nothing."""
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    from fusionlab.callbacks.faults import SaveOnSigterm
+
+    class Trainer:
+        state = type("S", (), {"fn": "fit"})()
+        saved: list = []
+
+        def save_checkpoint(self, path):
+            self.saved.append(str(path))
+
+    cb, trainer = SaveOnSigterm(str(tmp_path)), Trainer()
+    cb.on_exception(trainer, None, ValueError("bad image"))
+    assert trainer.saved == []
+    cb.on_exception(trainer, None, SIGTERMException())
+    assert trainer.saved == [str(tmp_path / "last.ckpt")]

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from fusionlab.approaches.feature_fusion import FeatureFusionTranslator
+from fusionlab.approaches.feature_fusion import FeatureFusionRestorer
 from fusionlab.fusion import Attention, Gated, Learned, Stacked, Weighted
 from fusionlab.metrics.cost import flops_per_image
 from fusionlab.models.encoders import DilatedEncoder, MultiScaleEncoder, PlainEncoder, ResidualEncoder
@@ -21,7 +21,7 @@ def branches(width=8, widths=None, n_stages=2):
 
 def make(fusion=Attention, width=8, **kw):
     opt = lambda params: torch.optim.Adam(params, 1e-3)  # noqa: E731
-    return FeatureFusionTranslator(kw.pop("branches", None) or branches(width), fusion, torch.nn.MSELoss(), opt,
+    return FeatureFusionRestorer(kw.pop("branches", None) or branches(width), fusion, torch.nn.MSELoss(), opt,
                                    channels=1, width=width, **kw)
 
 

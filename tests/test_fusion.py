@@ -95,15 +95,11 @@ def test_stacked_feature_level_is_concat_plus_1x1_conv():
     assert len([m for m in Stacked(K, C, level="image", depth=2).net.modules() if isinstance(m, torch.nn.Conv2d)]) == 3
 
 
-def test_build_fusion_rejects_missing_or_wrong_level():
+def test_build_fusion_rejects_missing_operator_and_unknown_level():
     with pytest.raises(ConfigError, match="no fusion operator"):
         build_fusion(None, 3, 1, 1, "image")
-
-    class ImageOnly(Mean):
-        levels = ("image",)
-
-    with pytest.raises(ConfigError, match="cannot fuse at the feature level"):
-        build_fusion(ImageOnly, 3, 8, 0, "feature")
+    with pytest.raises(ConfigError, match="level must be image or feature"):
+        build_fusion(Mean, 3, 8, 0, "pixel")
 
 
 # ---- members ------------------------------------------------------------------------------

@@ -8,8 +8,9 @@ import torch
 import torch.nn.functional as F
 
 from fusionlab.approaches.adversarial import EMA
-from fusionlab.approaches.gan import GanEnsemble, GanGenerator
-from fusionlab.data.unpaired import fixed_pairs, seeded_latents
+from fusionlab.approaches.gan import GanMixture, UnconditionalGan
+from fusionlab.data.generation import seeded_latents
+from fusionlab.data.style import fixed_pairs
 from fusionlab.losses import GANLoss, content_loss, gram, mean_std, r1_penalty, style_distance, total_variation
 from fusionlab.metrics.fid import FeatureDistances, RandomProxyExtractor
 from fusionlab.metrics.generation import nearest_distance
@@ -108,18 +109,18 @@ def test_style_mixing_and_region_fusion_invariants(injection):
     with torch.no_grad():
         single = g(content, a.expand(2, -1, -1, -1))
         same = dict(atol=1e-6, rtol=0)  # batch-size-dependent kernels: not bitwise
-        assert torch.allclose(g.stylize(content, [a, b], weights=[1.0, 0.0]), single, **same), "weights 1/0 = style a"
-        assert torch.allclose(g.stylize(content, [a], masks=torch.ones(1, 1, 32, 32)), single, **same), "all-ones mask"
-        assert not torch.allclose(g.stylize(content, [a, b], weights=[0.5, 0.5]), single, **same)
+        assert torch.allclose(g.fuse_styles(content, [a, b], weights=[1.0, 0.0]), single, **same), "weights 1/0 = style a"
+        assert torch.allclose(g.fuse_styles(content, [a], masks=torch.ones(1, 1, 32, 32)), single, **same), "all-ones mask"
+        assert not torch.allclose(g.fuse_styles(content, [a, b], weights=[0.5, 0.5]), single, **same)
         half = torch.zeros(1, 2, 32, 32)
         half[:, 0, :, :16], half[:, 1, :, 16:] = 1, 1
-        region = g.stylize(content, [a, b], masks=half, blur=1.0)
+        region = g.fuse_styles(content, [a, b], masks=half, blur=1.0)
         only_b = g(content, b.expand(2, -1, -1, -1))
     left, right = (slice(None), slice(None), slice(None), slice(0, 12)), (..., slice(20, 32))
     assert (region[left] - single[left]).abs().mean() < (region[left] - only_b[left]).abs().mean()
     assert (region[right] - only_b[right]).abs().mean() < (region[right] - single[right]).abs().mean()
     with pytest.raises(ValueError, match="weights"):
-        g.stylize(content, [a, b], weights=[1.0])
+        g.fuse_styles(content, [a, b], weights=[1.0])
 
 
 def test_region_weights_are_smooth_and_normalised():
@@ -150,8 +151,8 @@ def make_gan(ensemble: bool = False, **kw):
     opt = lambda params: torch.optim.Adam(params, lr=1e-3)  # noqa: E731
     d = DCGANDiscriminator(1, 16, 8, num_classes=3 if ensemble else 0)
     if ensemble:
-        return GanEnsemble(lambda: DCGANGenerator(8, 1, 16, 8), d, GANLoss("bce"), opt, opt, **kw)
-    return GanGenerator(DCGANGenerator(8, 1, 16, 8), d, GANLoss("bce"), opt, opt, **kw)
+        return GanMixture(lambda: DCGANGenerator(8, 1, 16, 8), d, GANLoss("bce"), opt, opt, **kw)
+    return UnconditionalGan(DCGANGenerator(8, 1, 16, 8), d, GANLoss("bce"), opt, opt, **kw)
 
 
 def test_fixed_latent_gives_the_same_image():
@@ -255,8 +256,8 @@ def test_alpha_and_preserve_color_controls():
     content, style = torch.rand(2, 3, 16, 16), torch.rand(1, 3, 20, 20) * 0.5
     with torch.no_grad():
         own = g(content, content)  # the content rendered with its own statistics
-        assert torch.allclose(g.stylize(content, [style], alpha=0.0), own, atol=1e-6)
-        assert torch.allclose(g.stylize(content, [style], alpha=1.0), g(content, style.expand(2, -1, -1, -1)),
+        assert torch.allclose(g.fuse_styles(content, [style], alpha=0.0), own, atol=1e-6)
+        assert torch.allclose(g.fuse_styles(content, [style], alpha=1.0), g(content, style.expand(2, -1, -1, -1)),
                               atol=1e-6)
     matched = coral(torch.rand(2, 3, 24, 24) * 0.3 + 0.5, content)
     for i in range(2):
@@ -264,4 +265,4 @@ def test_alpha_and_preserve_color_controls():
         assert torch.allclose(m.mean(1), c.mean(1), atol=2e-3), "colour means of the content"
         assert torch.allclose(torch.cov(m), torch.cov(c), atol=2e-3), "colour covariance of the content"
     with pytest.raises(ValueError, match="alpha must be in"):
-        g.stylize(content, [style], alpha=1.5)
+        g.fuse_styles(content, [style], alpha=1.5)

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from fusionlab.approaches.gan import GanGenerator
+from fusionlab.approaches.gan import UnconditionalGan
 from fusionlab.approaches.gan_style import GanStyleTransfer
 from fusionlab.pipeline import evaluate, train
 from fusionlab.utils.errors import ConfigError, DataError, TrainingDiverged
@@ -29,7 +29,7 @@ def changed(a: dict, b: dict) -> bool:
     return any(not torch.equal(a[k], b[k]) for k in a)
 
 
-@pytest.mark.parametrize("approach,base", [(GanStyleTransfer, STYLE), (GanGenerator, GEN)])
+@pytest.mark.parametrize("approach,base", [(GanStyleTransfer, STYLE), (UnconditionalGan, GEN)])
 def test_one_step_updates_both_networks_and_d_is_frozen_during_g_step(tmp_path, monkeypatch, approach, base):
     seen = {}
     real_d_terms, real_g_terms = approach.d_terms, approach.g_terms
@@ -91,7 +91,7 @@ def test_nan_guard_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint
     train(compose_cfg(tmp_path, [*base, "trainer.max_epochs=1"]))
     last = tmp_path / "checkpoints" / "last.ckpt"
     good = last.read_bytes()
-    original = GanGenerator.g_terms
+    original = UnconditionalGan.g_terms
 
     def poisoned(self, batch, fake, ctx):
         terms = original(self, batch, fake, ctx)
@@ -99,7 +99,7 @@ def test_nan_guard_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint
             terms["adv"] = terms["adv"] * float("nan")
         return terms
 
-    monkeypatch.setattr(GanGenerator, "g_terms", poisoned)
+    monkeypatch.setattr(UnconditionalGan, "g_terms", poisoned)
     cfg = compose_cfg(tmp_path, [*base, "trainer.max_epochs=2", f"ckpt_path={last}"])
     with pytest.raises(TrainingDiverged, match=r"loss_g is nan \(term 'adv'\) at batch 3, epoch 1.*last good "
                                                r"checkpoint: .*last.ckpt"):
@@ -181,7 +181,7 @@ def test_style_run_evaluates_and_fuses_styles_at_inference(tmp_path):
         evaluate(ecfg, bad, groups_of(ecfg))
 
 
-@pytest.mark.parametrize("approach", ["gan", "gan_ensemble"])
+@pytest.mark.parametrize("approach", ["gan", "gan_mixture"])
 def test_generation_run_writes_samples_grids_and_metrics(tmp_path, approach):
     metrics = train(compose_cfg(tmp_path / "run", [*GEN, f"approach={approach}", "logger=wandb"]))
     assert metrics["val/nn_distance"] > 0 and metrics["val/nn_distance_train"] > 0
@@ -190,7 +190,7 @@ def test_generation_run_writes_samples_grids_and_metrics(tmp_path, approach):
     assert grid.is_file() and (tmp_path / "run" / "samples" / "interpolation.png").is_file()
     from skimage import io as skio
 
-    rows = 3 if approach == "gan_ensemble" else 8  # one row per generator | an 8x8 grid of 64
+    rows = 3 if approach == "gan_mixture" else 8  # one row per generator | an 8x8 grid of 64
     tile = 64
     assert skio.imread(grid).shape[0] == rows * (tile + 2) - 2
     runs = list((tmp_path / "run" / "wandb").glob("offline-run-*/files/media/images/val/samples*.png"))

@@ -175,7 +175,7 @@ def test_learning_rate_schedule_is_logged(tmp_path, extra):
 
 
 def test_embedded_faces_are_the_100_faces_only():
-    from fusionlab.data.unpaired import GenerationDataModule
+    from fusionlab.data.generation import GenerationDataModule
 
     images = GenerationDataModule(image_size=16).load()
     assert images.shape == (100, 1, 16, 16), "lfw_subset's second half is non-face background crops"

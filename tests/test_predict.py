@@ -76,7 +76,7 @@ def test_tiles_of_a_strided_network_equal_the_whole():
 
     model = SingleModel(UNet(1, depth=2, width=4), torch.nn.L1Loss(), lambda params: None).eval()
     x = torch.rand(1, 1, 90, 77)
-    from fusionlab.approaches.base import pad_to_multiple
+    from fusionlab.approaches.restoration import pad_to_multiple
 
     padded, (h, w) = pad_to_multiple(x, model.stride)
     radius = receptive_radius(model, 1)
@@ -101,7 +101,7 @@ def test_style_checkpoint_takes_your_own_folders_without_plus(tmp_path, rgb_mode
     from tests.helpers import run_cli, write_images
 
     train(compose_cfg(tmp_path / "style", ["task=style", "logger=csv", "metrics.fid.extractor=none",
-                                           "data.eval_size=32"]))
+                                           "data.eval_size=32", "data.patch_size=32"]))
     write_images(tmp_path / "content", 2, size=(40, 48), channels=3)
     write_images(tmp_path / "styles", 2, size=(40, 48), channels=3, seed=5)
     ckpt = tmp_path / "style" / "checkpoints" / "last.ckpt"

@@ -181,7 +181,7 @@ def test_within_run_fused_vs_best_member(tmp_path):
 
     fused = [30.0, 31.0, 29.0, 30.5, 28.0]
     members = [[29.8, 30.9, 28.7, 30.4, 27.9], [29.0, 30.0, 28.0, 29.0, 27.0]]
-    run = _records_run(tmp_path, "ens", 1, fused, approach="fusionlab.approaches.ensemble.GeneratorEnsemble",
+    run = _records_run(tmp_path, "ens", 1, fused, approach="fusionlab.approaches.ensemble.OutputEnsemble",
                        members=members)
     result = json.loads((run / "metrics.json").read_text())
     within = member_comparison(result)
@@ -201,7 +201,7 @@ def test_report_mixes_tasks_without_crashing_and_names_repeats(tmp_path):
                                      "generator": {"_target_": "fusionlab.models.StylizerGenerator"},
                                      "discriminator": {"_target_": "fusionlab.models.PatchDiscriminator"}},
              "model": {"_target_": "fusionlab.models.DnCNN"}}
-    gen = {"seed": 1, "approach": {"_target_": "fusionlab.approaches.gan.GanGenerator",
+    gen = {"seed": 1, "approach": {"_target_": "fusionlab.approaches.gan.UnconditionalGan",
                                    "generator": {"_target_": "fusionlab.models.DCGANGenerator"},
                                    "discriminator": {"_target_": "fusionlab.models.DCGANDiscriminator"}},
            "model": {"_target_": "fusionlab.models.DnCNN"}}

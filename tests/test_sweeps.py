@@ -117,7 +117,7 @@ def test_optuna_search_maximises_val_psnr_past_failed_trials(tmp_path):
 
 
 def test_objective_of_failed_job_is_none_and_optuna_sweeper_records_a_failure():
-    from fusionlab.utils.sweep import objective
+    from fusionlab.utils.jobs import objective
 
     assert objective(None, "val/psnr_best") is None and objective({"val/psnr_best": 30}, "val/psnr_best") == 30
     assert objective({"val/psnr": 30}, "val/psnr_best") is None, "a missing metric is not a silent success"

@@ -26,7 +26,7 @@ def setup_environment(entry_file: str | Path) -> None:
     os.environ.setdefault("WANDB_MODE", "offline")
     os.environ.setdefault("WANDB_SILENT", "true")
     if sys.argv and Path(sys.argv[0]).resolve() == entry:
-        from fusionlab.utils.sweep import ENTRY_ENV, config_location_args
+        from fusionlab.utils.ddp_child import ENTRY_ENV, config_location_args
 
         os.environ[ENTRY_ENV] = json.dumps([str(entry), *config_location_args(sys.argv[1:])])
     # conf/hydra/launcher/{joblib,submitit_slurm}.yaml are checked against the plugins' schemas of
@@ -46,8 +46,8 @@ def print_config(cfg: DictConfig) -> None:
 def run(fn: Callable[..., Any], cfg: DictConfig, *args: Any) -> Any:
     """Run ``fn(cfg)``; a :class:`FusionlabError` (bad config or input) ends the process with one
     line on stderr and exit status 2, nothing half-written. In a multirun, a failing job is
-    recorded and returns ``None`` instead, so the sweep goes on (:mod:`fusionlab.utils.sweep`)."""
-    from fusionlab.utils.sweep import in_multirun, run_job
+    recorded and returns ``None`` instead, so the sweep goes on (:mod:`fusionlab.utils.jobs`)."""
+    from fusionlab.utils.jobs import in_multirun, run_job
 
     if cfg.get("extras", {}).get("print_config", False):
         print_config(cfg)

@@ -126,7 +126,7 @@ class Predictor:
         if tile is None or max(x.shape[-2:]) <= tile:
             out = self.model.restore(x)["main"]
         else:
-            from fusionlab.approaches.base import pad_to_multiple
+            from fusionlab.approaches.restoration import pad_to_multiple
 
             padded, (h, w) = pad_to_multiple(x, self.stride)
             out = torch.cat([restore_tiled(lambda t: self.model.restore(t)["main"], padded[i : i + 1], tile,
@@ -141,14 +141,14 @@ class Predictor:
         several (``weights``: mixing; ``masks``: regions), with AdaIN's ``alpha`` and
         ``preserve_color`` controls."""
         self._require("style", "stylize()")
-        from fusionlab.approaches.base import pad_to_multiple
+        from fusionlab.approaches.restoration import pad_to_multiple
 
         single = content.dim() == 3
         x = (content[None] if single else content).float()
         styles = [s[None].float() if s.dim() == 3 else s.float() for s in
                   (styles if isinstance(styles, (list, tuple)) else [styles])]
         padded, (h, w) = pad_to_multiple(x, self.stride)
-        out = self.model.inference_generator.stylize(padded, styles, weights=weights, masks=masks, blur=blur,
+        out = self.model.inference_generator.fuse_styles(padded, styles, weights=weights, masks=masks, blur=blur,
                                                      alpha=alpha, preserve_color=preserve_color)
         out = out[..., :h, :w].clamp(0, 1)
         return out[0] if single else out

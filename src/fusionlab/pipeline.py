@@ -21,7 +21,7 @@ from fusionlab.utils.errors import ConfigError, DataError
 from fusionlab.utils.hydra import check_complete, instantiate, instantiate_dict, to_plain
 from fusionlab.utils.io import atomic_write_json
 from fusionlab.utils.version import code_version
-from fusionlab.utils.sweep import install_ddp_child_command
+from fusionlab.utils.ddp_child import install_ddp_child_command
 from fusionlab.utils.resume import previous_wandb_id, resolve_ckpt_path, wandb_reachable
 
 log = logging.getLogger("fusionlab")

@@ -6,7 +6,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from fusionlab.approaches.base import RestorationModule, make_optimizers
+from fusionlab.approaches.restoration import RestorationModule, make_optimizers
 from fusionlab.fusion.members import MemberBank
 from fusionlab.fusion.operators import WeightMeter, build_fusion
 from fusionlab.losses.reconstruction import per_sample_loss
@@ -15,7 +15,7 @@ from fusionlab.utils.errors import DataError, check
 MODES = ("joint", "two_stage")
 
 
-class GeneratorEnsemble(RestorationModule):
+class OutputEnsemble(RestorationModule):
     """M member generators (any backbones) and a fusion operator over their outputs.
 
     Modes: ``joint`` trains members and fuser end to end on ``loss(fused, target)`` plus

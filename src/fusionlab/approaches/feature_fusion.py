@@ -6,13 +6,13 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-from fusionlab.approaches.base import RestorationModule, make_optimizers
+from fusionlab.approaches.restoration import RestorationModule, make_optimizers
 from fusionlab.fusion.operators import WeightMeter, build_fusion
 from fusionlab.models.blocks import conv3x3
 from fusionlab.utils.errors import check
 
 
-class FeatureFusionTranslator(RestorationModule):
+class FeatureFusionRestorer(RestorationModule):
     """Branches (``fusionlab.models.encoders``) -> fusion operator(s) -> decoder -> residual on input.
 
     Branch features whose width differs from ``width`` are projected by a 1x1 conv. Fusion happens

@@ -1,5 +1,5 @@
 """Unconditional generation (``task=generate``): ``approach=gan`` trains one generator against a
-discriminator; ``approach=gan_ensemble`` trains a mixture of K generators sharing one discriminator.
+discriminator; ``approach=gan_mixture`` trains a mixture of K generators sharing one discriminator.
 
 Both reuse :class:`~fusionlab.approaches.adversarial.AdversarialModule` (manual optimisation, AMP and
 DDP rules, EMA, NaN guard). Evaluation draws samples from fixed, seeded latent vectors (the same
@@ -27,13 +27,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from fusionlab.approaches.adversarial import EMA, AdversarialModule
-from fusionlab.data.unpaired import seeded_latents
+from fusionlab.data.generation import seeded_latents
 from fusionlab.losses.adversarial import GANLoss, r1_penalty
 from fusionlab.evaluation import GenerationEvaluator
 from fusionlab.utils.errors import ConfigError
 
 
-class GanGenerator(AdversarialModule):
+class UnconditionalGan(AdversarialModule):
     """One generator ``G(z)`` (``latent_dim`` read from it) against ``D(x)`` (per-image logits)."""
 
     LOSS_TERMS = ("adv", "r1")
@@ -150,7 +150,7 @@ class GanGenerator(AdversarialModule):
         return {"samples_grid": str(grid), "interpolation": str(strips)}
 
 
-class GanEnsemble(GanGenerator):
+class GanMixture(UnconditionalGan):
     """A mixture of ``num_generators`` generators (each built by the ``generator`` factory, so each has
     its own random initialisation) sharing one discriminator.
 

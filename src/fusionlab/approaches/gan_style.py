@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fusionlab.approaches.adversarial import AdversarialModule
-from fusionlab.approaches.base import pad_to_multiple
+from fusionlab.approaches.restoration import pad_to_multiple
 from fusionlab.losses.adversarial import GANLoss, r1_penalty, total_variation
 from fusionlab.losses.style import content_loss, style_distance
 from fusionlab.evaluation import StyleEvaluator
@@ -93,7 +93,7 @@ class GanStyleTransfer(AdversarialModule):
         return x, x
 
     @torch.no_grad()
-    def stylize(self, content: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
+    def translate(self, content: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
         """The inference generator's output, padded to its stride and cropped back."""
         padded, (h, w) = pad_to_multiple(content, self.stride)
         return self.inference_generator(padded, style)[..., :h, :w]
@@ -151,7 +151,7 @@ class GanStyleTransfer(AdversarialModule):
 
     # ---- evaluation (fusionlab.evaluation.StyleEvaluator) -----------------------------------
     def eval_outputs(self, batch: dict) -> dict[str, torch.Tensor]:
-        return {"main": self.stylize(batch["content"], batch["style"])}
+        return {"main": self.translate(batch["content"], batch["style"])}
 
     # ---- fusion at inference (evaluate.py styles=[...] weights=[...] mask=...) ---------------------
     @torch.no_grad()
@@ -163,7 +163,7 @@ class GanStyleTransfer(AdversarialModule):
         region ``k`` gets ``styles[k]``), ``blur`` (boundary smoothing, feature pixels).
         """
         from fusionlab.data.images import load_image
-        from fusionlab.data.unpaired import center_square
+        from fusionlab.data.images import center_square
         from fusionlab.reporting.grid import make_grid, save_png, to_uint8
         from fusionlab.utils.errors import DataError
 
@@ -203,11 +203,11 @@ class GanStyleTransfer(AdversarialModule):
             x = content[None].to(device)
             alpha = float(options.get("alpha", 1.0) if options.get("alpha") is not None else 1.0)
             keep = bool(options.get("preserve_color") or False)
-            mixed = gen.stylize(x, chosen, weights=weights, alpha=alpha, preserve_color=keep)
+            mixed = gen.fuse_styles(x, chosen, weights=weights, alpha=alpha, preserve_color=keep)
             row = [content, *[c[0] for c in chosen], mixed[0]]
             written.append(save_png(to_uint8(mixed[0]), out / f"mix_{name}.png"))
             if masks is not None:
-                region = gen.stylize(x, chosen, masks=masks, blur=float(options.get("blur", 2.0)), alpha=alpha,
+                region = gen.fuse_styles(x, chosen, masks=masks, blur=float(options.get("blur", 2.0)), alpha=alpha,
                                      preserve_color=keep)
                 written.append(save_png(to_uint8(region[0]), out / f"region_{name}.png"))
                 row.append(region[0])

@@ -5,7 +5,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from fusionlab.approaches.base import RestorationModule, make_optimizers
+from fusionlab.approaches.restoration import RestorationModule, make_optimizers
 
 
 class SingleModel(RestorationModule):

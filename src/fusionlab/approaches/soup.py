@@ -28,9 +28,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from fusionlab.approaches.base import RestorationModule
+from fusionlab.approaches.restoration import RestorationModule
 from fusionlab.metrics.image import prepare_for_metrics, psnr_per_image
-from fusionlab.utils.errors import ConfigError, DataError, check
+from fusionlab.utils.errors import DataError, check
 
 log = logging.getLogger("fusionlab")
 RECIPES = ("uniform", "greedy", "weighted")

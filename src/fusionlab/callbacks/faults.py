@@ -9,22 +9,30 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.callbacks import OnExceptionCheckpoint
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 log = logging.getLogger("fusionlab")
 
 
-class SaveOnSigterm(L.Callback):
+class SaveOnSigterm(OnExceptionCheckpoint):
     """On SIGTERM Lightning finishes the current batch and raises ``SIGTERMException``; this saves
     ``<dirpath>/last.ckpt`` (atomically, through the trainer's checkpoint IO) before the process
-    exits, so a requeued job resumes with ``ckpt_path=last``."""
+    exits, so a requeued job resumes with ``ckpt_path=last``.
+
+    Lightning's :class:`OnExceptionCheckpoint`, narrowed to SIGTERM during fit: on any other
+    exception (a bad config or image, found before or during training) nothing is written, so a
+    failed run leaves no checkpoint behind. Under SLURM, ``trainer=slurm`` adds Lightning's
+    ``SLURMEnvironment(auto_requeue=True)``: on SIGUSR1 it saves ``hpc_ckpt_N.ckpt`` and requeues
+    the job, which resumes from it."""
 
     def __init__(self, dirpath: str, filename: str = "last") -> None:
-        self.path = Path(dirpath) / f"{filename}.ckpt"
+        super().__init__(dirpath, filename)
+        self.path = Path(self.ckpt_path)
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         if isinstance(exception, SIGTERMException) and trainer.state.fn == "fit":
-            trainer.save_checkpoint(self.path)
+            super().on_exception(trainer, pl_module, exception)
             log.warning("SIGTERM: checkpoint saved to %s; resume with ckpt_path=last", self.path)
 
 

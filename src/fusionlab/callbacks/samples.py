@@ -11,9 +11,32 @@ from lightning.pytorch.utilities import rank_zero_only
 from fusionlab.reporting.grid import enlarge, make_grid, save_png, to_uint8
 
 
-class SampleGrid(L.Callback):
+class EpochGrid(L.Callback):
+    """Base of the training-time grids: which epochs draw one (``0, N, 2N, ...`` and the last), and
+    saving a grid under ``save_dir`` and logging it to W&B when a W&B logger is attached."""
+
+    def __init__(self, save_dir: str, every_n_epochs: int = 1, tile: int = 128) -> None:
+        self.save_dir = Path(save_dir)
+        self.every_n_epochs, self.tile = max(1, every_n_epochs), tile
+
+    def _active(self, trainer: L.Trainer) -> bool:
+        if trainer.sanity_checking:
+            return False
+        epoch = trainer.current_epoch
+        last = trainer.max_epochs is not None and epoch == trainer.max_epochs - 1
+        return epoch % self.every_n_epochs == 0 or last
+
+    def _save(self, trainer, grid, name: str, key: str, caption: str) -> Path:
+        path = save_png(grid, self.save_dir / name)
+        for logger in trainer.loggers:
+            if isinstance(logger, WandbLogger):
+                logger.log_image(key=key, images=[str(path)], caption=[caption], step=trainer.global_step)
+        return path
+
+
+class SampleGrid(EpochGrid):
     """Collects the first ``max_images`` validation images; saves ``samples/val_epochNNN.png`` in
-    ``save_dir`` and logs the grid to W&B as ``val/samples`` when a W&B logger is attached.
+    ``save_dir`` and logs the grid to W&B as ``val/samples``.
 
     :param every_n_epochs: log on epochs ``0, N, 2N, ...`` and on the last one.
     :param tile: side of each (centre-cropped) tile in pixels.
@@ -22,17 +45,9 @@ class SampleGrid(L.Callback):
 
     def __init__(self, save_dir: str, every_n_epochs: int = 1, max_images: int = 4, tile: int = 128,
                  keys: tuple[str, ...] = ("source", "output", "target")) -> None:
-        self.save_dir = Path(save_dir)
-        self.keys = tuple(keys)
-        self.every_n_epochs, self.max_images, self.tile = max(1, every_n_epochs), max_images, tile
+        super().__init__(save_dir, every_n_epochs, tile)
+        self.keys, self.max_images = tuple(keys), max_images
         self.rows: list = []
-
-    def _active(self, trainer: L.Trainer) -> bool:
-        if trainer.sanity_checking:
-            return False
-        epoch = trainer.current_epoch
-        last = trainer.max_epochs is not None and epoch == trainer.max_epochs - 1
-        return epoch % self.every_n_epochs == 0 or last
 
     def on_validation_epoch_start(self, trainer, pl_module) -> None:
         self.rows = []
@@ -56,41 +71,28 @@ class SampleGrid(L.Callback):
     def on_validation_epoch_end(self, trainer, pl_module) -> None:
         if not self.rows or not self._active(trainer):
             return
-        grid = make_grid(self.rows, tile=self.tile)
-        path = save_png(grid, self.save_dir / f"val_epoch{trainer.current_epoch:03d}.png")
-        for logger in trainer.loggers:
-            if isinstance(logger, WandbLogger):
-                logger.log_image(key="val/samples", images=[str(path)],
-                                 caption=[" | ".join(self.keys)], step=trainer.global_step)
+        self._save(trainer, make_grid(self.rows, tile=self.tile), f"val_epoch{trainer.current_epoch:03d}.png",
+                   "val/samples", " | ".join(self.keys))
         self.rows = []
 
 
-class GeneratorGrid(SampleGrid):
+class GeneratorGrid(EpochGrid):
     """Samples of a generator from fixed latent vectors (the module's ``grid_rows(seed)``), saved as
     ``samples/gen_epochNNN.png`` and logged as ``val/samples`` every N epochs, so grids are comparable
     over training; latent interpolation strips (``interpolation_rows()``) when training ends."""
 
     def __init__(self, save_dir: str, every_n_epochs: int = 1, tile: int = 64, seed: int = 0) -> None:
-        super().__init__(save_dir, every_n_epochs, 0, tile, ("output",))
+        super().__init__(save_dir, every_n_epochs, tile)
         self.seed = seed
 
-    def on_validation_batch_end(self, *args, **kwargs) -> None:
-        pass
-
-    def on_test_batch_end(self, *args, **kwargs) -> None:
-        pass
-
-    def _save(self, trainer, rows, name: str, key: str, caption: str) -> None:
-        path = save_png(make_grid(enlarge(rows, self.tile), tile=self.tile), self.save_dir / name)
-        for logger in trainer.loggers:
-            if isinstance(logger, WandbLogger):
-                logger.log_image(key=key, images=[str(path)], caption=[caption], step=trainer.global_step)
+    def _save_rows(self, trainer, rows, name: str, key: str, caption: str) -> None:
+        self._save(trainer, make_grid(enlarge(rows, self.tile), tile=self.tile), name, key, caption)
 
     @rank_zero_only
     def on_validation_epoch_end(self, trainer, pl_module) -> None:
         if self._active(trainer) and hasattr(pl_module, "grid_rows"):
-            self._save(trainer, pl_module.grid_rows(self.seed), f"gen_epoch{trainer.current_epoch:03d}.png",
-                       "val/samples", "fixed latents (one row per generator for a mixture)")
+            self._save_rows(trainer, pl_module.grid_rows(self.seed), f"gen_epoch{trainer.current_epoch:03d}.png",
+                            "val/samples", "fixed latents (one row per generator for a mixture)")
 
     @rank_zero_only
     def on_train_end(self, trainer, pl_module) -> None:
@@ -98,8 +100,8 @@ class GeneratorGrid(SampleGrid):
             was_training = pl_module.training
             pl_module.eval()  # BatchNorm: running statistics, and none updated
             try:
-                self._save(trainer, pl_module.interpolation_rows(), "interpolation.png", "val/interpolation",
-                           "latent interpolation")
+                self._save_rows(trainer, pl_module.interpolation_rows(), "interpolation.png", "val/interpolation",
+                                "latent interpolation")
             finally:
                 pl_module.train(was_training)
 

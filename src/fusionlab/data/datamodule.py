@@ -3,16 +3,14 @@
 import functools
 import warnings
 from collections.abc import Sequence
-import lightning as L
-from torch.utils.data import DataLoader
 
-from fusionlab.data.datasets import FullImageDataset, PatchDataset, loader_sizes, make_loader
+from fusionlab.data.datasets import FullImageDataset, PatchDataset, SplitLoaders, loader_sizes
 from fusionlab.data.images import GRAY_MODES, list_images, load_image, load_skimage
 from fusionlab.tasks.degradations import Degradation
 from fusionlab.utils.errors import ConfigError, DataError, as_int, check
 
 
-class ImageDataModule(L.LightningDataModule):
+class ImageDataModule(SplitLoaders):
     """Paired restoration data made on the fly from clean images.
 
     Each split comes from a folder (``*_dir``) or, when the folder is null, from a list of
@@ -128,17 +126,3 @@ class ImageDataModule(L.LightningDataModule):
         if dataset is None:
             return None
         return [im() if callable(im) else im for im in dataset.images], list(dataset.names)
-
-    # ---- loaders -------------------------------------------------------------------------
-    def _loader(self, dataset, batch_size: int, shuffle: bool) -> DataLoader:
-        return make_loader(dataset, batch_size, shuffle, self.num_workers, self.pin_memory)
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, self.batch_size, shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, self.eval_batch_size, shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader(self.test_set, self.eval_batch_size, shuffle=False)
-

@@ -7,8 +7,9 @@
 import zlib
 from collections.abc import Callable, Sequence
 
+import lightning as L
 import torch
-from torch.utils.data import Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from fusionlab.tasks.degradations import Degradation
 from fusionlab.utils.errors import as_int, check
@@ -144,7 +145,6 @@ def make_loader(dataset, batch_size: int, shuffle: bool, num_workers: int = 0, p
     which would count them twice in the metrics and the per-image records."""
     import torch.distributed as dist
     from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
-    from torch.utils.data import DataLoader
 
     sampler = None
     if shuffle:
@@ -154,3 +154,25 @@ def make_loader(dataset, batch_size: int, shuffle: bool, num_workers: int = 0, p
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle if sampler is None else False,
                       sampler=sampler, drop_last=shuffle, num_workers=num_workers, pin_memory=pin_memory,
                       persistent_workers=num_workers > 0)
+
+
+class SplitLoaders(L.LightningDataModule):
+    """The data modules' loaders: train (shuffled, full batches) / val / test over the subclass's
+    ``train_set`` / ``val_set`` / ``test_set``, all made by :func:`make_loader`."""
+
+    num_workers = 0
+    pin_memory = False
+    batch_size = eval_batch_size = 1
+    train_set = val_set = test_set = None
+
+    def _loader(self, dataset, batch_size: int, shuffle: bool) -> DataLoader:
+        return make_loader(dataset, batch_size, shuffle, self.num_workers, self.pin_memory)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, self.batch_size, True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, self.eval_batch_size, False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.test_set, self.eval_batch_size, False)

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from fusionlab.utils.errors import ConfigError, DataError
 
@@ -127,3 +128,22 @@ def load_skimage(name: str, channels: int, key: str, gray: str = "luma") -> torc
         return to_tensor(loader(), channels, gray)
     except Exception as exc:
         raise ConfigError(key, f"scikit-image image {name!r} is not available offline: {exc}")
+
+
+def resize_short_side(image: torch.Tensor, size: int) -> torch.Tensor:
+    """Resize ``(C, H, W)`` so that its shorter side is ``size`` (antialiased bilinear)."""
+    h, w = image.shape[-2:]
+    scale = size / min(h, w)
+    if scale == 1:
+        return image
+    out = (max(size, round(h * scale)), max(size, round(w * scale)))
+    return F.interpolate(image[None], size=out, mode="bilinear", align_corners=False,
+                         antialias=scale < 1)[0].clamp(0, 1)
+
+
+def center_square(image: torch.Tensor, size: int) -> torch.Tensor:
+    """Shorter side resized to ``size``, then the centre ``size x size`` square."""
+    image = resize_short_side(image, size)
+    h, w = image.shape[-2:]
+    top, left = (h - size) // 2, (w - size) // 2
+    return image[:, top : top + size, left : left + size].contiguous()

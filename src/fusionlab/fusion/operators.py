@@ -16,9 +16,7 @@ from fusionlab.utils.errors import ConfigError, check
 
 
 class FusionOperator(nn.Module):
-    """Base: validates K; subclasses implement :meth:`fuse`. ``levels`` says where the operator works."""
-
-    levels: tuple[str, ...] = ("image", "feature")
+    """Base: validates K; subclasses implement :meth:`fuse`. Every operator works at both levels."""
 
     def __init__(self, num_inputs: int, channels: int, context_channels: int = 0, level: str = "image") -> None:
         super().__init__()
@@ -212,11 +210,7 @@ class WeightMeter:
 
 
 def build_fusion(factory, num_inputs: int, channels: int, context_channels: int, level: str) -> FusionOperator:
-    """Build an operator from a partial factory; refuse one that does not work at ``level``."""
+    """Build an operator from a partial factory (``fusion=NAME``) for ``num_inputs`` inputs at ``level``."""
     if not callable(factory):
         raise ConfigError("fusion", "no fusion operator configured: pick one with fusion=NAME")
-    op = factory(num_inputs=num_inputs, channels=channels, context_channels=context_channels, level=level)
-    if level not in op.levels:
-        raise ConfigError("fusion", f"{type(op).__name__} cannot fuse at the {level} level "
-                          f"(it works at: {', '.join(op.levels)})")
-    return op
+    return factory(num_inputs=num_inputs, channels=channels, context_channels=context_channels, level=level)

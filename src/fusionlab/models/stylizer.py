@@ -12,7 +12,7 @@ One encoder reads both images. The style image becomes a *style representation* 
 
 Because every injection accepts ``r`` as ``(B, D)`` or as a map ``(B, D, h, w)``, fusing styles is
 done in representation space: style mixing is a weighted sum of representations, and region fusion
-a per-pixel blend of them through smoothed masks (:meth:`StyleTransferGenerator.stylize`).
+a per-pixel blend of them through smoothed masks (:meth:`StyleTransferGenerator.fuse_styles`).
 """
 
 from collections.abc import Sequence
@@ -174,7 +174,7 @@ class StyleTransferGenerator(nn.Module):
     def forward(self, content: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
         return self.decode(content, self.encode_style(style))
 
-    def stylize(self, content: torch.Tensor, styles: Sequence[torch.Tensor], weights: Sequence[float] | None = None,
+    def fuse_styles(self, content: torch.Tensor, styles: Sequence[torch.Tensor], weights: Sequence[float] | None = None,
                 masks: torch.Tensor | None = None, blur: float = 2.0, alpha: float = 1.0,
                 preserve_color: bool = False) -> torch.Tensor:
         """Fuse several styles into ``content`` (``(B, C, H, W)``).

@@ -11,9 +11,9 @@ from fusionlab.reporting.stats import seed_interval
 from fusionlab.utils.errors import DataError
 
 log = logging.getLogger("fusionlab")
-APPROACH_NAMES = {"SingleModel": "single", "GeneratorEnsemble": "ensemble",
-                  "FeatureFusionTranslator": "feature_fusion", "GanStyleTransfer": "gan_style",
-                  "GanGenerator": "gan", "GanEnsemble": "gan_ensemble"}
+APPROACH_NAMES = {"SingleModel": "single", "OutputEnsemble": "ensemble",
+                  "FeatureFusionRestorer": "feature_fusion", "GanStyleTransfer": "gan_style",
+                  "UnconditionalGan": "gan", "GanMixture": "gan_mixture"}
 # Config keys that do not change what a run computes (where it writes, how it logs) or that are
 # the repetition itself (seed): runs differing only in these are one setting, aggregated.
 # Which trained checkpoints a run started from (two-stage members, member_init) is provenance --
@@ -244,7 +244,7 @@ def find_runs(paths: list[str | Path]) -> tuple[list[RunSummary], list[str]]:
         candidates = [root] if (root / "metrics.json").exists() or (root / "eval.json").exists() else sorted(
             {p.parent for pattern in ("metrics.json", "eval.json") for p in root.rglob(pattern)
              if "wandb" not in p.parts})
-        for failed in sorted(root.rglob("failed.json")):  # multirun jobs that failed (utils/sweep.py)
+        for failed in sorted(root.rglob("failed.json")):  # multirun jobs that failed (utils/jobs.py)
             try:
                 error = json.loads(failed.read_text()).get("error", "?")
             except (OSError, json.JSONDecodeError):

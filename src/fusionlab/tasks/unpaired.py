@@ -4,17 +4,24 @@ They carry the task's name (for run tags) and the seed that fixes evaluation pai
 """
 
 
-class StyleTransfer:
-    """Unpaired style transfer: content images rendered in the look of style images."""
+class UnpairedTask:
+    """A task named for run tags, with the seed of its fixed evaluation draws (no degradation)."""
 
-    name = "style"
+    name = "unpaired"
 
     def __init__(self, eval_seed: int = 0) -> None:
         self.eval_seed = int(eval_seed)
 
 
+class StyleTransfer(UnpairedTask):
+    """Unpaired style transfer: content images rendered in the look of style images. ``eval_seed``
+    fixes the validation/test (content, style) pairs."""
 
-class Generation(StyleTransfer):
-    """Unconditional generation: noise to images like the training set."""
+    name = "style"
+
+
+class Generation(UnpairedTask):
+    """Unconditional generation: noise to images like the training set. ``eval_seed`` fixes the
+    latent vectors of validation/test samples."""
 
     name = "generate"
