@@ -11,9 +11,7 @@ os.environ.setdefault("FUSIONLAB_ROOT", str(ROOT))
 os.environ.setdefault("WANDB_MODE", "offline")
 sys.path.insert(0, str(ROOT))
 
-import fusionlab.utils.hydra  # noqa: E402,F401  (resolvers)
-from hydra import compose, initialize_config_dir  # noqa: E402
-from hydra.core.global_hydra import GlobalHydra  # noqa: E402
+from fusionlab.utils.hydra import compose_config  # noqa: E402  (also registers the resolvers)
 
 from fusionlab.pipeline import train  # noqa: E402
 from fusionlab.reporting.stats import paired_difference, seed_interval  # noqa: E402
@@ -25,11 +23,9 @@ SHARED = Path(os.environ.get("FUSIONLAB_SHARED_DATA", ROOT.parent / "shared" / "
 
 def compose_train(out_dir: Path, overrides: list[str], logger: str = "csv"):
     """``conf/train.yaml`` composed as the CLI would, writing into ``out_dir``, without progress bars."""
-    GlobalHydra.instance().clear()
     base = ["extras.print_config=false", f"paths.output_dir={out_dir}", f"logger={logger}",
             "callbacks.progress_bar=null", "trainer.enable_progress_bar=false"]
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        return compose("train", overrides=[*base, *overrides])
+    return compose_config("train", [*base, *overrides])
 
 
 def run_key(overrides: list[str]) -> dict:

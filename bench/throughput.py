@@ -43,7 +43,8 @@ APPROACHES = {  # name -> (overrides selecting its default model on the embedded
 }
 
 
-def compose_cfg(out_dir: Path, overrides: list[str]):
+def timing_cfg(out_dir: Path, overrides: list[str]):
+    """A run that only trains (no validation, no test, no FID), for timing."""
     return compose_train(out_dir, ["metrics.fid.extractor=none", "trainer.max_epochs=1",
                                    "trainer.limit_val_batches=0", "trainer.num_sanity_val_steps=0", "test=false",
                                    *overrides], logger="[csv,wandb]")
@@ -74,7 +75,7 @@ def sync(device: torch.device) -> None:
 
 def run_pipeline(overrides: list[str], batches: int, warmup: int) -> float:
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = compose_cfg(Path(tmp), [*overrides, f"trainer.limit_train_batches={batches}"])
+        cfg = timing_cfg(Path(tmp), [*overrides, f"trainer.limit_train_batches={batches}"])
         L.seed_everything(cfg.seed, workers=True)
         datamodule, model = build(cfg)
         timer = Timer(warmup)
@@ -143,7 +144,7 @@ def plain_step_fn(model: L.LightningModule) -> tuple[Callable[[dict], None], lis
 
 def run_plain(overrides: list[str], batches: int, warmup: int, device: torch.device) -> float:
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = compose_cfg(Path(tmp), overrides)
+        cfg = timing_cfg(Path(tmp), overrides)
         L.seed_everything(cfg.seed, workers=True)
         datamodule, model = build(cfg)
         datamodule.setup("fit")
@@ -166,7 +167,7 @@ def run_plain(overrides: list[str], batches: int, warmup: int, device: torch.dev
 
 def run_data(overrides: list[str], batches: int, warmup: int) -> float:
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = compose_cfg(Path(tmp), overrides)
+        cfg = timing_cfg(Path(tmp), overrides)
         L.seed_everything(cfg.seed, workers=True)
         datamodule, _ = build(cfg)
         datamodule.setup("fit")

@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, open_dict
+
+from fusionlab.utils.hydra import compose_config
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
@@ -29,9 +30,7 @@ def compose_cfg(tmp_path: Path, overrides: list[str] = (), config_name: str = "t
     base = ["extras.print_config=false", f"paths.output_dir={tmp_path}"]
     if smoke:
         base.append("debug=smoke")
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose(config_name, overrides=[*base, *overrides], return_hydra_config=hydra_node)
-    return cfg
+    return compose_config(config_name, [*base, *overrides], return_hydra_config=hydra_node)
 
 
 def groups_of(cfg: DictConfig) -> set[str]:

@@ -137,11 +137,25 @@ def test_ema_warms_up_then_follows_with_decay():
     src = torch.nn.Linear(2, 2)
     ema = EMA(src, decay=0.9)
     assert not any(p.requires_grad for p in ema.parameters())
+    initial = src.weight.detach().clone()
+    ema.update(src)  # first update: AveragedModel copies
+    assert torch.equal(ema.module.weight, initial)
     with torch.no_grad():
         src.weight.fill_(1.0)
-    ema.update(src)  # first update: decay min(0.9, 1/10) = 0.1
-    start = ema.module.weight.clone()
-    assert torch.all(start > 0.85)
+    ema.update(src)  # second: decay min(0.9, 2/11)
+    d = 2 / 11
+    assert torch.allclose(ema.module.weight, d * initial + (1 - d) * 1.0)
+    for _ in range(200):
+        ema.update(src)
+    with torch.no_grad():
+        src.weight.fill_(0.0)
+    ema.update(src)  # warmed up: decay 0.9
+    assert torch.allclose(ema.module.weight, torch.full((2, 2), 0.9), atol=1e-4)
+    bn = torch.nn.BatchNorm1d(2)
+    ema_bn = EMA(bn, decay=0.9)
+    bn.running_mean.fill_(3.0)
+    ema_bn.update(bn)
+    assert torch.equal(ema_bn.module.running_mean, bn.running_mean), "buffers are copied, not averaged"
     with pytest.raises(ConfigError, match="ema_decay"):
         EMA(src, 1.5)
 

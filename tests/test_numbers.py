@@ -25,10 +25,10 @@ class SlowValidation(L.Callback):
 
 
 def test_images_per_sec_counts_training_only(tmp_path, monkeypatch):
-    import fusionlab.pipeline as pipeline
+    from fusionlab.pipeline import builders
 
-    real = pipeline.build_trainer
-    monkeypatch.setattr(pipeline, "build_trainer",
+    real = builders.build_trainer
+    monkeypatch.setattr(builders, "build_trainer",
                         lambda cfg, extra=(), model=None: real(cfg, [*extra, SlowValidation(3.0)], model))
     started = time.perf_counter()
     metrics = train(compose_cfg(tmp_path, ["logger=csv", "metrics.fid.extractor=none", "test=false",

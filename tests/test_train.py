@@ -86,10 +86,9 @@ def test_every_experiment_smoke_trains_and_evaluates(tmp_path, experiment):
 def experiments_with_model_choice() -> list[str]:
     """Experiments whose approach composes a ``model`` node (single, soup); the ensemble, feature
     fusion and GAN approaches nest their networks."""
-    from hydra import compose, initialize_config_dir
+    from fusionlab.utils.hydra import compose_config
 
-    with initialize_config_dir(config_dir=str(Path(__file__).parents[1] / "conf"), version_base="1.3"):
-        return [e for e in EXPERIMENTS if "model" in compose("train", overrides=[f"experiment={e}"])]
+    return [e for e in EXPERIMENTS if "model" in compose_config("train", [f"experiment={e}"])]
 
 
 @pytest.mark.parametrize("experiment", experiments_with_model_choice())

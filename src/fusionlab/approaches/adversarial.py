@@ -29,44 +29,49 @@ An exponential moving average of the generator (``ema_decay``) is kept when enab
 validation, test and export (:attr:`inference_generator`).
 """
 
-import copy
 import math
 from collections.abc import Callable, Iterable
 
 import torch
 from torch import nn
+from torch.optim.swa_utils import AveragedModel
 
 from fusionlab.evaluation import EvaluatedModule
 from fusionlab.losses.adversarial import GANLoss
 from fusionlab.utils.errors import ConfigError, TrainingDiverged
 
 
-class EMA(nn.Module):
-    """A frozen copy of ``module`` updated as ``ema = d * ema + (1 - d) * module``; buffers
-    (BatchNorm statistics, spectral-norm vectors) are copied. ``d`` warms up as
-    ``min(decay, (1 + n) / (10 + n))`` over the first updates ``n`` (TensorFlow's
-    ``ExponentialMovingAverage(num_updates)``), so short runs do not evaluate the initial weights."""
+def warmup_ema_multi_avg_fn(decay: float) -> Callable:
+    """``multi_avg_fn`` for :class:`~torch.optim.swa_utils.AveragedModel`: ``ema = d * ema + (1 - d) * model``
+    with ``d`` warming up as ``min(decay, (1 + n) / (10 + n))`` over the updates ``n`` (TensorFlow's
+    ``ExponentialMovingAverage(num_updates)``), so short runs do not evaluate the initial weights.
+    torch's ``get_ema_multi_avg_fn`` has the fixed decay only."""
+
+    @torch.no_grad()
+    def update(ema: list[torch.Tensor], model: list[torch.Tensor], num_averaged: torch.Tensor) -> None:
+        n = float(num_averaged)
+        torch._foreach_lerp_(ema, [p.to(e.dtype) for p, e in zip(model, ema)], 1.0 - min(decay, (1 + n) / (10 + n)))
+
+    return update
+
+
+class EMA(AveragedModel):
+    """The generator's exponential moving average: torch's :class:`AveragedModel` (parameters
+    averaged with :func:`warmup_ema_multi_avg_fn`, buffers such as BatchNorm statistics and
+    spectral-norm vectors copied from the trained network), frozen. ``update(generator)`` after
+    each generator step; ``.module`` is the averaged network."""
 
     exclude_from_cost = True  # a copy: not counted in the model's parameters
 
     def __init__(self, module: nn.Module, decay: float) -> None:
-        super().__init__()
         if not 0.0 < decay < 1.0:
             raise ConfigError("approach.ema_decay", f"must be in (0, 1) or null, got {decay}")
+        super().__init__(module, multi_avg_fn=warmup_ema_multi_avg_fn(float(decay)), use_buffers=False)
         self.decay = float(decay)
-        self.module = copy.deepcopy(module).requires_grad_(False)
-        self.register_buffer("num_updates", torch.zeros((), dtype=torch.long))
+        self.requires_grad_(False)
 
-    @torch.no_grad()
     def update(self, source: nn.Module) -> None:
-        n = int(self.num_updates)
-        decay = min(self.decay, (1.0 + n) / (10.0 + n))
-        ema = list(self.module.parameters())
-        src = [p.detach().to(e.dtype) for p, e in zip(source.parameters(), ema)]
-        torch._foreach_lerp_(ema, src, 1.0 - decay)
-        self.num_updates += 1
-        for b_ema, b_src in zip(self.module.buffers(), source.buffers()):
-            b_ema.copy_(b_src)
+        self.update_parameters(source)
 
 
 class AdversarialModule(EvaluatedModule):

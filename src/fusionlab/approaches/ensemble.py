@@ -8,7 +8,8 @@ from torch import nn
 
 from fusionlab.approaches.restoration import RestorationModule, make_optimizers
 from fusionlab.fusion.members import MemberBank
-from fusionlab.fusion.operators import WeightMeter, build_fusion
+from fusionlab.evaluation.base import WeightMeter
+from fusionlab.fusion.operators import build_fusion
 from fusionlab.losses.reconstruction import per_sample_loss
 from fusionlab.utils.errors import DataError, check
 
@@ -72,7 +73,7 @@ class OutputEnsemble(RestorationModule):
             # every member's weights and evaluates on a machine without the member files
             self.bank.requires_grad_(False)
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
-        self.weight_meter = WeightMeter()
+        self.weight_meter = WeightMeter(len(nets))
 
     # ---- members --------------------------------------------------------------------------
     @property

@@ -7,7 +7,8 @@ import torch
 from torch import nn
 
 from fusionlab.approaches.restoration import RestorationModule, make_optimizers
-from fusionlab.fusion.operators import WeightMeter, build_fusion
+from fusionlab.evaluation.base import WeightMeter
+from fusionlab.fusion.operators import build_fusion
 from fusionlab.models.blocks import conv3x3
 from fusionlab.utils.errors import check
 
@@ -72,7 +73,7 @@ class FeatureFusionRestorer(RestorationModule):
         self.decoder = nn.Sequential(*layers, conv3x3(width, channels))
         self.loss = loss
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
-        self.weight_meter = WeightMeter()
+        self.weight_meter = WeightMeter(len(nets))
 
     @property
     def stride(self) -> int:

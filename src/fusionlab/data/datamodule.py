@@ -5,9 +5,9 @@ import warnings
 from collections.abc import Sequence
 
 from fusionlab.data.datasets import FullImageDataset, PatchDataset, SplitLoaders, loader_sizes
-from fusionlab.data.images import GRAY_MODES, list_images, load_image, load_skimage
+from fusionlab.data.images import list_images, load_image, load_skimage
 from fusionlab.tasks.degradations import Degradation
-from fusionlab.utils.errors import ConfigError, DataError, as_int, check
+from fusionlab.utils.errors import ConfigError, DataError
 
 
 class ImageDataModule(SplitLoaders):
@@ -49,10 +49,9 @@ class ImageDataModule(SplitLoaders):
         gray: str = "luma",
     ) -> None:
         super().__init__()
-        check(channels in (1, 3), "data.channels", f"must be 1 (gray) or 3 (RGB), got {channels!r}")
-        check(gray in GRAY_MODES, "data.gray", f"must be one of {GRAY_MODES}, got {gray!r}")
+        # types, bounds and choices of these keys: fusionlab/schemas.py (ImageDataSchema)
         self.task, self.gray = task, gray
-        self.channels, self.patch_size = int(channels), as_int(patch_size, "data.patch_size", 8)
+        self.channels, self.patch_size = int(channels), int(patch_size)
         self.batch_size, self.eval_batch_size, self.samples_per_epoch, self.num_workers = loader_sizes(
             batch_size, eval_batch_size, samples_per_epoch, num_workers)
         self.pin_memory, self.augment = bool(pin_memory), bool(augment)

@@ -12,18 +12,17 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from fusionlab.tasks.degradations import Degradation
-from fusionlab.utils.errors import as_int, check
+from fusionlab.utils.errors import check
 
 
 def loader_sizes(batch_size: object, eval_batch_size: object, samples_per_epoch: object,
                  num_workers: object) -> tuple[int, int, int, int]:
-    """The data modules' loader settings, validated: one-line errors naming the ``data.`` key."""
-    batch = as_int(batch_size, "data.batch_size", 1)
-    samples = as_int(samples_per_epoch, "data.samples_per_epoch", 1)
+    """The data modules' loader settings (typed by :mod:`fusionlab.schemas`), with the rule that
+    links two of them: one-line errors naming the ``data.`` key."""
+    batch, samples = int(batch_size), int(samples_per_epoch)
     check(samples >= batch, "data.samples_per_epoch",
           f"must be >= data.batch_size ({batch}): training drops incomplete batches, got {samples}")
-    return (batch, as_int(eval_batch_size, "data.eval_batch_size", 1), samples,
-            as_int(num_workers, "data.num_workers", 0))
+    return batch, int(eval_batch_size), samples, int(num_workers)
 
 
 def item_generator(seed: int, index: int) -> torch.Generator:

@@ -12,7 +12,7 @@ from torch.utils.data import Dataset
 
 from fusionlab.data.datasets import SplitLoaders, item_generator, loader_sizes
 from fusionlab.data.images import center_square, list_images, load_image
-from fusionlab.utils.errors import ConfigError, DataError, as_int, check
+from fusionlab.utils.errors import ConfigError, DataError, check
 
 
 class ImageSet(Dataset):
@@ -61,16 +61,15 @@ class GenerationDataModule(SplitLoaders):
                  val_samples: int = 200, test_samples: int = 1000, eval_batch_size: int = 100,
                  num_workers: int = 0, pin_memory: bool = False, augment: bool = True) -> None:
         super().__init__()
-        check(channels in (1, 3), "data.channels", f"must be 1 (gray) or 3 (RGB), got {channels!r}")
+        # types and bounds of these keys: fusionlab/schemas.py (GenerationDataSchema)
         self.task, self.channels = task, int(channels)
-        self.image_size = as_int(image_size, "data.image_size", 8)
+        self.image_size = int(image_size)
         check(not self.image_size & (self.image_size - 1), "data.image_size",
               f"must be a power of two >= 8 (32, 64, 128), got {image_size!r}")
         self.batch_size, self.eval_batch_size, self.samples_per_epoch, self.num_workers = loader_sizes(
             batch_size, eval_batch_size, samples_per_epoch, num_workers)
         self.pin_memory = pin_memory
-        self.val_samples = as_int(val_samples, "data.val_samples", 1)
-        self.test_samples = as_int(test_samples, "data.test_samples", 1)
+        self.val_samples, self.test_samples = int(val_samples), int(test_samples)
         self.train_dir, self.train_images, self.augment = train_dir, train_images, augment
         self.seed = getattr(task, "eval_seed", 0)
         self.images: torch.Tensor | None = None

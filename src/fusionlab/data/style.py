@@ -11,7 +11,7 @@ from torch.utils.data import Dataset
 
 from fusionlab.data.datasets import SplitLoaders, item_generator, loader_sizes, random_crop_augment
 from fusionlab.data.images import center_square, list_images, load_image, load_skimage, resize_short_side
-from fusionlab.utils.errors import ConfigError, as_int, check
+from fusionlab.utils.errors import ConfigError, check
 
 
 def load_set(folder: str | None, names: Sequence[str] | None, channels: int, key: str
@@ -86,18 +86,15 @@ class StyleDataModule(SplitLoaders):
                  val_pairs: int = 8, test_pairs: int | None = None, eval_batch_size: int = 4,
                  num_workers: int = 0, pin_memory: bool = False, augment: bool = True) -> None:
         super().__init__()
-        check(channels in (1, 3), "data.channels", f"must be 1 (gray) or 3 (RGB), got {channels!r}")
+        # types, bounds and choices of these keys: fusionlab/schemas.py (StyleDataSchema)
         self.task, self.channels = task, int(channels)
-        self.patch_size = as_int(patch_size, "data.patch_size", 16)
-        self.load_size = as_int(load_size, "data.load_size", 1)
+        self.patch_size, self.load_size, self.eval_size = int(patch_size), int(load_size), int(eval_size)
         check(self.load_size >= self.patch_size, "data.load_size",
               f"must be >= data.patch_size ({self.patch_size}), got {load_size!r}")
-        self.eval_size = as_int(eval_size, "data.eval_size", 16)
         self.batch_size, self.eval_batch_size, self.samples_per_epoch, self.num_workers = loader_sizes(
             batch_size, eval_batch_size, samples_per_epoch, num_workers)
         self.pin_memory = pin_memory
-        self.val_pairs = as_int(val_pairs, "data.val_pairs", 1)
-        self.test_pairs = as_int(test_pairs, "data.test_pairs", 1, allow_none=True)
+        self.val_pairs, self.test_pairs = int(val_pairs), None if test_pairs is None else int(test_pairs)
         self.augment = augment
         self.dirs = {"content": (content_dir, content_images), "style": (style_dir, style_images)}
         self.seed = getattr(task, "eval_seed", 0)

@@ -83,3 +83,27 @@ class Evaluator(nn.Module):
                     seen.add(part[i]["image"])
                     merged.append(part[i])
         self.records = merged
+
+
+class WeightMeter(nn.Module):
+    """Mean of an operator's per-input weights (from :meth:`FusionOperator.fuse`) over an evaluation
+    epoch: one torchmetrics ``MeanMetric`` per input, so the means are synchronised across DDP
+    processes like every other evaluation metric."""
+
+    def __init__(self, num_inputs: int) -> None:
+        super().__init__()
+        self.means = nn.ModuleList(MeanMetric() for _ in range(num_inputs))
+
+    def add(self, weights: torch.Tensor | None) -> None:
+        if weights is not None:
+            for meter, w in zip(self.means, weights.detach().float()):
+                meter.update(w)
+
+    def mean_and_reset(self) -> torch.Tensor | None:
+        """The epoch's mean weight per input (None when the operator returned no weights)."""
+        if not self.means[0].update_called:
+            return None
+        mean = torch.stack([meter.compute() for meter in self.means])
+        for meter in self.means:
+            meter.reset()
+        return mean

@@ -191,24 +191,6 @@ class Attention(FusionOperator):
         return self.weighted_sum(x, w.to(x.dtype)), w.detach().mean(dim=(1, 2, 3, 4))
 
 
-class WeightMeter:
-    """Mean of an operator's weights (from :meth:`FusionOperator.fuse`) over an evaluation epoch."""
-
-    def __init__(self) -> None:
-        self.total: torch.Tensor | None = None
-        self.count = 0
-
-    def add(self, weights: torch.Tensor | None) -> None:
-        if weights is not None:
-            self.total = weights if self.total is None else self.total + weights
-            self.count += 1
-
-    def mean_and_reset(self) -> torch.Tensor | None:
-        mean = None if self.total is None else self.total / self.count
-        self.total, self.count = None, 0
-        return mean
-
-
 def build_fusion(factory, num_inputs: int, channels: int, context_channels: int, level: str) -> FusionOperator:
     """Build an operator from a partial factory (``fusion=NAME``) for ``num_inputs`` inputs at ``level``."""
     if not callable(factory):

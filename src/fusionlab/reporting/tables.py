@@ -1,4 +1,6 @@
-"""Console tables (rich) for evaluation results."""
+"""Console tables (rich) for evaluation results, and a run's headline numbers."""
+
+from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
@@ -23,3 +25,21 @@ def print_eval_table(records: list[dict], metrics: dict[str, float], title: str 
     console.print(table)
     summary = "  ".join(f"{k}={v:.4f}" for k, v in metrics.items())
     console.print(f"[bold]{summary}")
+
+
+def print_summary(result: dict, out_dir: Path) -> None:
+    """The run's headline numbers: restored vs degraded-input PSNR/SSIM (or every ``val/``/``test/``
+    metric for tasks without PSNR), cost, and where the results are."""
+    lines = []
+    for stage in ("val", "test"):
+        if f"{stage}/psnr" in result:
+            lines.append(f"{stage}: PSNR {result[f'{stage}/psnr']:.2f} dB (degraded input "
+                         f"{result.get(f'{stage}/psnr_input', float('nan')):.2f} dB), SSIM "
+                         f"{result.get(f'{stage}/ssim', float('nan')):.4f}")
+        else:
+            values = {k.split("/", 1)[1]: v for k, v in result.items() if k.startswith(f"{stage}/")}
+            if values:
+                lines.append(f"{stage}: " + ", ".join(f"{k} {v:.4g}" for k, v in values.items()))
+    lines.append(f"params {result.get('params', 0):,}, train time {result.get('train_time_s', 0):.0f} s; "
+                 f"results in {out_dir}")
+    Console().print("[bold]" + "\n".join(lines))

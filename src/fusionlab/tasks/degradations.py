@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from fusionlab.tasks.imresize import imresize
-from fusionlab.utils.errors import as_float, as_int, check
+from fusionlab.utils.errors import as_float, check
 
 
 class Degradation:
@@ -88,9 +88,8 @@ class BicubicDownscale(Degradation):
 
     def __init__(self, scale: int = 2, quantize: bool = True, method: str = "matlab", eval_seed: int = 0) -> None:
         super().__init__(eval_seed)
-        self.scale, self.quantize = as_int(scale, "task.scale", 2), bool(quantize)
-        check(method in ("matlab", "torch"), "task.method", f"must be matlab or torch, got {method!r}")
-        self.method = method
+        # types, bounds and choices: fusionlab/schemas.py (SuperResolutionSchema)
+        self.scale, self.quantize, self.method = int(scale), bool(quantize), method
 
     def _resize(self, x: torch.Tensor, size: tuple[int, int], scale: float) -> torch.Tensor:
         if self.method == "matlab":

@@ -38,19 +38,6 @@ def check(condition: bool, key: str, message: str) -> None:
         raise ConfigError(key, message)
 
 
-def as_int(value: object, key: str, minimum: int | None = None, allow_none: bool = False) -> int | None:
-    """``value`` as an int (``32`` or ``32.0``), else :class:`ConfigError` naming ``key``: a string,
-    a fraction, a bool or a null (unless ``allow_none``) never reaches torch."""
-    if value is None and allow_none:
-        return None
-    bound = f" >= {minimum}" if minimum is not None else ""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not float(value).is_integer():
-        raise ConfigError(key, f"must be an integer{bound}{' or null' if allow_none else ''}, got {value!r}")
-    if minimum is not None and value < minimum:
-        raise ConfigError(key, f"must be an integer{bound}, got {value!r}")
-    return int(value)
-
-
 def as_float(value: object, key: str, minimum: float | None = None) -> float:
     """``value`` as a finite float, else :class:`ConfigError` naming ``key``."""
     bound = f" >= {minimum}" if minimum is not None else ""

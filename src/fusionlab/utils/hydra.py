@@ -71,6 +71,10 @@ def instantiate(node: Any, key: str, **kwargs: Any) -> Any:
     """``hydra.utils.instantiate`` whose failures become one-line :class:`ConfigError`\\ s naming ``key``."""
     if node is None:
         raise ConfigError(key, "is missing (null); pick one with a config-group override")
+    if OmegaConf.is_dict(node):
+        from fusionlab.schemas import validate
+
+        node = validate(node, key)  # typed data/task keys (fusionlab/schemas.py)
     try:
         return hydra.utils.instantiate(node, **kwargs)
     except InstantiationException as exc:
@@ -107,3 +111,22 @@ def to_plain(cfg: DictConfig, resolve: bool) -> dict:
     data = OmegaConf.to_container(cfg, resolve=resolve, throw_on_missing=False)
     data.pop("hydra", None)
     return data
+
+
+def compose_config(config_name: str = "train", overrides: list[str] | tuple[str, ...] = (),
+                   return_hydra_config: bool = False) -> DictConfig:
+    """``conf/<config_name>.yaml`` composed with ``overrides`` as the command line would (Hydra's
+    compose API): the one helper tests, benchmarks and notebooks use. The config folder is
+    ``$FUSIONLAB_ROOT/conf`` (default: the project folder this package lives in)."""
+    import os
+    from pathlib import Path
+
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from fusionlab.utils.version import ROOT
+
+    conf = Path(os.environ.get("FUSIONLAB_ROOT", ROOT)) / "conf"
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(conf.resolve()), version_base="1.3"):
+        return compose(config_name, overrides=list(overrides), return_hydra_config=return_hydra_config)

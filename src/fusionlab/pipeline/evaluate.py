@@ -1,0 +1,168 @@
+"""``evaluate(cfg)``: test a checkpoint with the config it was trained with (plus overrides) and
+write ``eval.json``; ``predict(cfg)``: apply a checkpoint to your own images."""
+
+import logging
+import time
+from pathlib import Path
+
+import lightning as L
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from fusionlab.callbacks.checkpoint_config import CONFIG_KEY
+from fusionlab.pipeline.builders import build, build_trainer, model_cost, scalars, to_plain_value
+from fusionlab.pipeline.wandb_run import finish_wandb, log_config, log_eval_table
+from fusionlab.reporting.paired import member_comparison, member_labels, print_member_comparison
+from fusionlab.reporting.tables import print_eval_table
+from fusionlab.utils.errors import ConfigError, DataError
+from fusionlab.utils.hydra import to_plain
+from fusionlab.utils.io import atomic_write_json
+from fusionlab.utils.version import code_version
+
+log = logging.getLogger("fusionlab")
+
+# Keys that describe how a run executes, not what model it trains: evaluation takes them from
+# its own config (conf/eval.yaml), everything else from the checkpoint's saved config.
+RUNTIME_KEYS = ("paths", "trainer", "logger", "callbacks", "extras", "task_name", "ckpt_path", "tta", "tta_fusion")
+# evaluate.py options for an approach's ``write_inference`` (style mixing / region fusion).
+INFERENCE_KEYS = ("styles", "weights", "mask", "blur", "alpha", "preserve_color")
+
+
+def load_checkpoint_config(ckpt_path: str | Path) -> DictConfig:
+    """The run config saved inside a fusionlab checkpoint.
+
+    :raises DataError: naming the file when it is missing, unreadable or not fusionlab's.
+    """
+    path = Path(ckpt_path)
+    if not path.is_file():
+        raise DataError(path, "checkpoint file does not exist", "ckpt_path")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+    except Exception as exc:
+        raise DataError(path, f"cannot read checkpoint ({type(exc).__name__}: {exc})", "ckpt_path") from None
+    if not isinstance(ckpt, dict) or CONFIG_KEY not in ckpt:
+        raise DataError(path, "not a fusionlab checkpoint (it holds no saved run config)", "ckpt_path")
+    return OmegaConf.create(ckpt[CONFIG_KEY])
+
+
+def saved_metrics(ckpt_path: str | Path) -> dict[str, float]:
+    """The training run's ``metrics.json`` beside the checkpoint (``RUN/checkpoints/x.ckpt``), if
+    any: its validation metrics choose the best member without looking at the test images."""
+    import json
+
+    path = Path(ckpt_path).resolve().parent.parent / "metrics.json"
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return {k: v for k, v in data.items() if isinstance(v, (int, float))} if isinstance(data, dict) else {}
+
+
+def merge_eval_config(saved: DictConfig, eval_cfg: DictConfig, overrides: list[str], groups: set[str]) -> DictConfig:
+    """The saved training config, with runtime keys and the user's command-line overrides from
+    the evaluation config: a group override (``data=folder``) replaces that whole node, a key
+    override (``task.sigma=50``) sets that one value."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    merged = saved.copy()
+    OmegaConf.set_struct(merged, False)
+    for key in RUNTIME_KEYS:
+        if key in eval_cfg:
+            merged[key] = eval_cfg[key]
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    for ov in sorted(parsed, key=lambda o: o.key_or_group not in groups):  # groups first
+        key = ov.key_or_group
+        if key.split(".")[0] in RUNTIME_KEYS or key.startswith("hydra"):
+            continue
+        if key in groups:
+            merged[key] = eval_cfg[key]
+            continue
+        if key.split(".")[0] in ("data", "task", "approach") and OmegaConf.select(
+                saved, key, default="__absent__", throw_on_missing=False) == "__absent__" \
+                and not (key.split(".")[0] in groups and key.split(".")[0] in [o.key_or_group for o in parsed]):
+            target = str(OmegaConf.select(saved, key.split(".")[0] + "._target_", default="") or "")
+            raise ConfigError(key, f"makes no sense for this checkpoint: its {key.split('.')[0]} "
+                                   f"({target.rsplit('.', 1)[-1] or '?'}) has no such setting")
+        value = OmegaConf.select(eval_cfg, key, throw_on_missing=False)
+        OmegaConf.update(merged, key, value, force_add=True)
+    return merged
+
+
+def evaluate(cfg: DictConfig, overrides: list[str] | None = None, groups: set[str] | None = None) -> dict:
+    """Test a checkpoint with the config it was trained with (plus overrides); write ``eval.json``."""
+    started = time.perf_counter()
+    if cfg.get("compare"):
+        from fusionlab.pipeline.compare import compare
+
+        return compare(cfg)
+    if cfg.get("predict") is not None:
+        return predict(cfg)
+    if cfg.get("ckpt_path") is None:
+        raise ConfigError("ckpt_path", "give the checkpoint to evaluate (ckpt_path=RUN/checkpoints/best.ckpt) "
+                          "or runs to compare (compare=MULTIRUN_DIR)")
+    ckpt_path = Path(cfg.ckpt_path)
+    saved = load_checkpoint_config(ckpt_path)
+    run_cfg = merge_eval_config(saved, cfg, overrides or [], groups or set())
+    out_dir = Path(cfg.paths.output_dir)
+    try:
+        L.seed_everything(run_cfg.seed, workers=True)
+        datamodule, model = build(run_cfg)
+        trainer = build_trainer(run_cfg, model=model)
+        cost = model_cost(model, run_cfg)
+        log_config(trainer, run_cfg, {**cost, "checkpoint": str(ckpt_path)})
+        trainer.test(model, datamodule=datamodule, ckpt_path=str(ckpt_path), weights_only=False)
+        metrics = scalars(trainer.callback_metrics, "test/")
+        records = list(model.test_records)
+        extras = {}
+        if hasattr(model, "write_inference") and trainer.is_global_zero:
+            model.eval()
+            extras = model.write_inference(datamodule, out_dir, {k: to_plain_value(cfg.get(k)) for k in INFERENCE_KEYS})
+        result = {
+            "checkpoint": str(ckpt_path.resolve()),
+            "code_version": code_version(),
+            "metrics": metrics,
+            **cost,
+            "ms_per_image": (sum(r["ms"] for r in records) / len(records)) if records and "ms" in records[0] else None,
+            "per_image": records,
+            **extras,
+            "val_metrics": scalars(saved_metrics(ckpt_path), "val/"),
+            "wall_time_s": round(time.perf_counter() - started, 3),
+            "config": to_plain(run_cfg, resolve=True),
+        }
+        within = member_comparison(result, member_labels(result["config"]))
+        if within:
+            result["fusion_vs_best_member"] = within
+        if trainer.is_global_zero:
+            print_eval_table(records, metrics, title=f"{ckpt_path}")
+            if within:
+                print_member_comparison(within)
+            atomic_write_json(out_dir / "eval.json", result)
+            log.info("evaluation written to %s", out_dir / "eval.json")
+            for logger in trainer.loggers:
+                log_eval_table(logger, records)
+        return result
+    finally:
+        finish_wandb()
+
+
+def predict(cfg: DictConfig) -> dict:
+    """``evaluate.py ckpt_path=CKPT predict=PATH``: restore your own images (a file or a folder,
+    taken as already degraded) into ``output_dir`` (default: this run's ``predictions/``), or, for a
+    generation checkpoint, write ``samples`` images (``predict=samples``)."""
+    from fusionlab.inference import load, predict_files, predict_samples
+
+    if cfg.get("ckpt_path") is None:
+        raise ConfigError("ckpt_path", "give the checkpoint to predict with (ckpt_path=RUN/checkpoints/best.ckpt)")
+    predictor = load(cfg.ckpt_path, tta=str(cfg.get("tta") or "none"))
+    out_dir = Path(cfg.get("output_dir") or Path(cfg.paths.output_dir) / "predictions")
+    if predictor.task == "generate":
+        result = predict_samples(predictor, int(cfg.get("samples") or 16), int(cfg.get("predict_seed") or 0), out_dir)
+    elif predictor.task == "restoration":
+        tile = cfg.get("tile")
+        result = predict_files(predictor, cfg.predict, out_dir, None if tile is None else int(tile),
+                               int(cfg.get("overlap") or 0))
+    else:
+        raise ConfigError("predict", f"predict on a {predictor.task} checkpoint is not available yet "
+                                     "(use evaluate.py with data.content_dir / styles= for style transfer)")
+    print(f"predict: {len(result['written'])} written to {out_dir}, {len(result['failed'])} skipped")
+    return result

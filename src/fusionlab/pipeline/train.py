@@ -1,0 +1,78 @@
+"""``train(cfg)``: fit the configured approach, test its best checkpoint, write ``metrics.json``."""
+
+import logging
+import time
+from pathlib import Path
+
+import lightning as L
+from omegaconf import DictConfig
+
+from fusionlab.callbacks.checkpoint_config import ConfigInCheckpoint
+from fusionlab.callbacks.faults import EpochSeeds, SaveOnSigterm
+from fusionlab.pipeline import builders
+from fusionlab.pipeline.builders import scalars
+from fusionlab.pipeline.wandb_run import finish_wandb, log_config, prepare_wandb
+from fusionlab.reporting.paired import member_comparison, member_labels
+from fusionlab.reporting.tables import print_summary
+from fusionlab.utils.hydra import check_complete, to_plain
+from fusionlab.utils.io import atomic_write_json
+from fusionlab.utils.resume import resolve_ckpt_path
+from fusionlab.utils.version import code_version
+
+log = logging.getLogger("fusionlab")
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Fit the configured approach, test the best checkpoint, write ``metrics.json``.
+
+    :return: the final metrics (``val/*``, ``test/*``, ``params``, ``wall_time_s``).
+    """
+    started = time.perf_counter()
+    check_complete(cfg)
+    L.seed_everything(cfg.seed, workers=True)
+    out_dir = Path(cfg.paths.output_dir)
+    ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), out_dir)
+    prepare_wandb(cfg, resume=ckpt_path is not None)
+    try:
+        datamodule, model = builders.build(cfg)
+        saved = ConfigInCheckpoint(to_plain(cfg, resolve=False))
+        faults = [EpochSeeds(cfg.seed), SaveOnSigterm(str(out_dir / "checkpoints"))]
+        trainer = builders.build_trainer(cfg, [saved, *faults], model)
+        cost = builders.model_cost(model, cfg)
+        log_config(trainer, cfg, cost)
+
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=False)
+        fit_time = time.perf_counter() - started
+        val = {**scalars(trainer.callback_metrics, "train/images_per_sec_epoch"),
+               **scalars(trainer.callback_metrics, "val/")}
+        ckpt_cb = trainer.checkpoint_callback
+        best = ckpt_cb.best_model_path if ckpt_cb is not None and ckpt_cb.best_model_path else None
+        test: dict[str, float] = {}
+        records: list[dict] = []
+        if cfg.get("test", True):
+            trainer.test(model, datamodule=datamodule, ckpt_path=best, weights_only=False)
+            test = scalars(trainer.callback_metrics, "test/")
+            records = list(model.test_records)
+        result = {
+            **val,
+            **test,
+            **cost,
+            "train_time_s": round(fit_time, 3),
+            "wall_time_s": round(time.perf_counter() - started, 3),
+            "epochs": trainer.current_epoch,
+            "global_step": trainer.global_step,
+            "best_checkpoint": best,
+            "code_version": code_version(),
+            "per_image": records,
+            "config": to_plain(cfg, resolve=True),
+        }
+        within = member_comparison(result, member_labels(result["config"]))
+        if within:
+            result["fusion_vs_best_member"] = within
+        if trainer.is_global_zero:
+            atomic_write_json(out_dir / "metrics.json", result)
+            log.info("metrics written to %s", out_dir / "metrics.json")
+            print_summary(result, out_dir)
+        return result
+    finally:
+        finish_wandb()

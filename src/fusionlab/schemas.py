@@ -1,0 +1,156 @@
+"""Typed schemas of the ``data`` and ``task`` config nodes (OmegaConf structured configs).
+
+Each dataclass declares the type of every numeric, boolean and choice key of one ``_target_``, with
+its bounds (``metadata={"min": ...}``) or allowed values (``metadata={"choices": ...}``).
+:func:`validate` merges a node's declared keys into its schema when the node is instantiated
+(:func:`fusionlab.utils.hydra.instantiate`), so a string, a fraction, a null or an out-of-range
+number stops with one line naming the key (``data.patch_size: must be an integer >= 8, got 'abc'``)
+before it reaches torch. Keys a schema does not declare (folders, image lists) pass through
+unchanged; cross-key rules (``samples_per_epoch >= batch_size``) stay in the data modules.
+
+Deliberately not Hydra's ConfigStore schema-in-defaults pattern: that validates while composing,
+where a wrong value surfaces as Hydra's multi-line composition error before fusionlab can name the
+key, and a test or notebook composing a config would fail before it could catch a
+:class:`~fusionlab.utils.errors.ConfigError`. The same OmegaConf type rules apply here, one step later.
+"""
+
+from dataclasses import dataclass, field, fields
+from typing import Any, Optional
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from fusionlab.data.images import GRAY_MODES
+from fusionlab.utils.errors import ConfigError
+
+
+def _int(default: Any, minimum: int | None = None) -> Any:
+    return field(default=default, metadata={} if minimum is None else {"min": minimum})
+
+
+def _choice(default: Any, *choices: Any) -> Any:
+    return field(default=default, metadata={"choices": choices})
+
+
+@dataclass
+class LoaderSchema:
+    """Loader keys every data module has."""
+
+    batch_size: int = _int(32, 1)
+    eval_batch_size: int = _int(1, 1)
+    samples_per_epoch: int = _int(4000, 1)
+    num_workers: int = _int(0, 0)
+    pin_memory: bool = False
+    augment: bool = True
+    channels: int = _choice(1, 1, 3)
+
+
+@dataclass
+class ImageDataSchema(LoaderSchema):
+    """``fusionlab.data.ImageDataModule`` (``conf/data/base.yaml``, ``skimage``, ``folder``)."""
+
+    patch_size: int = _int(48, 8)
+    cache_images: bool = True
+    skip_bad_files: bool = False
+    gray: str = _choice("luma", *GRAY_MODES)
+
+
+@dataclass
+class StyleDataSchema(LoaderSchema):
+    """``fusionlab.data.StyleDataModule`` (``conf/data/style.yaml``)."""
+
+    patch_size: int = _int(128, 16)
+    load_size: int = _int(256, 1)
+    eval_size: int = _int(256, 16)
+    val_pairs: int = _int(8, 1)
+    test_pairs: Optional[int] = _int(None, 1)
+
+
+@dataclass
+class GenerationDataSchema(LoaderSchema):
+    """``fusionlab.data.GenerationDataModule`` (``conf/data/faces.yaml``)."""
+
+    image_size: int = _int(32, 8)
+    val_samples: int = _int(200, 1)
+    test_samples: int = _int(1000, 1)
+
+
+@dataclass
+class NoiseSchema:
+    """``fusionlab.tasks.GaussianNoise`` (``conf/task/denoise.yaml``); ``sigma`` is a number or
+    ``[lo, hi]``, checked by the task itself (OmegaConf has no union of a float and a list)."""
+
+    clip: bool = False
+    eval_seed: int = 0
+
+
+@dataclass
+class SuperResolutionSchema:
+    """``fusionlab.tasks.BicubicDownscale`` (``conf/task/superres.yaml``)."""
+
+    scale: int = _int(2, 2)
+    quantize: bool = True
+    method: str = _choice("matlab", "matlab", "torch")
+    eval_seed: int = 0
+
+
+@dataclass
+class UnpairedTaskSchema:
+    """``fusionlab.tasks.StyleTransfer`` / ``Generation``."""
+
+    eval_seed: int = 0
+
+
+SCHEMAS: dict[str, type] = {
+    "fusionlab.data.ImageDataModule": ImageDataSchema,
+    "fusionlab.data.StyleDataModule": StyleDataSchema,
+    "fusionlab.data.GenerationDataModule": GenerationDataSchema,
+    "fusionlab.tasks.GaussianNoise": NoiseSchema,
+    "fusionlab.tasks.BicubicDownscale": SuperResolutionSchema,
+    "fusionlab.tasks.StyleTransfer": UnpairedTaskSchema,
+    "fusionlab.tasks.Generation": UnpairedTaskSchema,
+}
+_KINDS = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+
+
+def _requirement(f) -> str:
+    kind = f.type.__args__[0] if getattr(f.type, "__args__", None) else f.type
+    if "choices" in f.metadata:
+        return "must be one of " + ", ".join(str(c) for c in f.metadata["choices"])
+    bound = f" >= {f.metadata['min']}" if "min" in f.metadata else ""
+    optional = " or null" if getattr(f.type, "__args__", None) else ""
+    return f"must be {_KINDS.get(kind, kind)}{bound}{optional}"
+
+
+def validate(node: DictConfig, key: str) -> DictConfig:
+    """``node`` with its schema's keys type-checked and converted (``"32"`` -> 32; ``32.0`` -> 32, as
+    users write it), bounds and choices checked; unchanged when its ``_target_`` has no schema.
+
+    :raises ConfigError: ``<key>.<name>: must be ...``, one line.
+    """
+    schema = SCHEMAS.get(str(node.get("_target_", "")))
+    if schema is None:
+        return node
+    declared = {f.name: f for f in fields(schema)}
+    values = {}
+    for name, f in declared.items():
+        if name not in node:
+            continue
+        value = OmegaConf.select(node, name, throw_on_missing=False)
+        if f.type is int and isinstance(value, float) and value.is_integer():
+            value = int(value)
+        values[name] = value
+    for name, value in values.items():
+        try:
+            typed = OmegaConf.merge(OmegaConf.structured(schema), {name: value})[name]
+        except OmegaConfBaseException:
+            raise ConfigError(f"{key}.{name}", f"{_requirement(declared[name])}, got {value!r}") from None
+        meta = declared[name].metadata
+        if typed is not None and (("min" in meta and typed < meta["min"])
+                                  or ("choices" in meta and typed not in meta["choices"])):
+            raise ConfigError(f"{key}.{name}", f"{_requirement(declared[name])}, got {value!r}")
+        values[name] = typed
+    out = node.copy()
+    for name, value in values.items():
+        out[name] = value
+    return out
