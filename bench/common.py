@@ -76,6 +76,23 @@ def paired_over_seeds(candidate: list[dict], baseline: list[dict], metric: str =
     return paired_difference([a[n] for n in names], [b[n] for n in names])
 
 
+def paired_by_seed(candidate: list[dict], baseline: list[dict], metric: str = "psnr") -> dict:
+    """Over seeds: each seed's candidate-minus-baseline mean ``metric`` (test records), paired by
+    seed, mean with its 95% t-interval (includes training randomness, unlike the per-image interval)."""
+    def mean(run):
+        return sum(r[metric] for r in run["per_image"]) / len(run["per_image"])
+
+    return seed_interval([mean(c) - mean(b) for c, b in zip(candidate, baseline)])
+
+
+def fmt_seed_diff(d: dict) -> str:
+    """``mean [low, high]`` of :func:`paired_by_seed`, ``(n.d.)`` when the interval contains 0."""
+    if d["n"] < 2:
+        return f"{d['mean']:+.3f} (one seed)"
+    word = "" if d["ci_low"] > 0 or d["ci_high"] < 0 else " (n.d.)"
+    return f"{d['mean']:+.3f} [{d['ci_low']:+.3f}, {d['ci_high']:+.3f}]{word}"
+
+
 def fmt_ci(s: dict, digits: int = 3) -> str:
     """``mean ± half-width`` of a 95% interval (or the mean alone with one seed)."""
     if s["n"] < 2:

@@ -21,9 +21,9 @@ import time
 
 import torch
 
-from common import ROOT, SHARED, fmt_ci, fmt_diff, machine, paired_over_seeds, run_train, seeds_summary, write_results
+from common import (ROOT, SHARED, fmt_ci, fmt_diff, fmt_seed_diff, machine, paired_by_seed, paired_over_seeds, run_train,
+                    seeds_summary, write_results)
 
-from fusionlab.reporting.stats import seed_interval
 
 MEMBERS = {
     "dncnn": ["model=dncnn", "model.depth=10", "model.width=32"],
@@ -151,10 +151,7 @@ def main() -> None:
                 baseline = [best_member_view(r, names, best[s]) for r, s in zip(runs, args.seeds)]
                 diffs[label] = {m: paired_over_seeds(runs, baseline, m) for m in ("psnr", "ssim")}
                 # over seeds: each seed's fuser against that seed's best member (paired by seed)
-                per_seed = [sum(r["psnr"] for r in run["per_image"]) / len(run["per_image"])
-                            - sum(r["psnr"] for r in b["per_image"]) / len(b["per_image"])
-                            for run, b in zip(runs, baseline)]
-                diffs[label]["psnr_over_seeds"] = seed_interval(per_seed)
+                diffs[label]["psnr_over_seeds"] = paired_by_seed(runs, baseline)
             else:
                 baseline = [per_seed[s]["members"][best[s]] for s in args.seeds]
                 if any(r is not b for r, b in zip(runs, baseline)):  # the best member itself: no row
@@ -176,9 +173,7 @@ def main() -> None:
             d = diffs.get(label, {}).get("psnr")
             vs, wins = (fmt_diff(d), f"{d['win_rate']:.0%}") if d else ("best member in every seed", "")
             over = diffs.get(label, {}).get("psnr_over_seeds")
-            over_text = "" if over is None else (
-                f"{over['mean']:+.3f} [{over['ci_low']:+.3f}, {over['ci_high']:+.3f}]"
-                + ("" if over["ci_low"] > 0 or over["ci_high"] < 0 else " (n.d.)"))
+            over_text = "" if over is None else fmt_seed_diff(over)
             lines.append(f"| {label} | {t['params']:,} | {fmt_ci(t['val/psnr'])} | {fmt_ci(t['test/psnr'])} | "
                          f"{fmt_ci(t['test/ssim'], 4)} | {vs} | {wins} | {over_text} | "
                          f"{t['train_time_s']['mean']:.0f} |")

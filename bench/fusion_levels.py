@@ -18,7 +18,8 @@ import time
 
 import torch
 
-from common import ROOT, fmt_ci, fmt_diff, load_model, machine, paired_over_seeds, run_train, seeds_summary, write_results
+from common import (ROOT, fmt_ci, fmt_diff, fmt_seed_diff, load_model, machine, paired_by_seed, paired_over_seeds,
+                    run_train, seeds_summary, write_results)
 from ensemble import STRATEGIES, data_overrides
 
 # `mean` is the fixed-weight operator with uniform weights (fusion=weighted without weights is the same thing)
@@ -42,6 +43,8 @@ def cost_and_speed(run_dir, repeats: int = 5) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--fuser-epochs", type=int, default=None,
+                        help="accepted so run_all.sh can pass the ensemble's budget; checked against ensemble.json")
     parser.add_argument("--samples", type=int, default=6400)
     parser.add_argument("--width", type=int, default=24)
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
@@ -50,6 +53,11 @@ def main() -> None:
     if not ens_json.is_file():
         raise SystemExit("run bench/ensemble.py first (its runs are reused here)")
     ens = json.loads(ens_json.read_text())
+    if args.fuser_epochs is not None and ens["args"]["fuser_epochs"] != args.fuser_epochs:
+        raise SystemExit(f"bench/results/ensemble.json was made with --fuser-epochs {ens['args']['fuser_epochs']}")
+    if ens["args"]["samples"] != args.samples:
+        raise SystemExit(f"bench/results/ensemble.json was made with --samples {ens['args']['samples']}: "
+                         "rerun bench/ensemble.py with the same --samples")
     if sorted(ens["args"]["seeds"]) != sorted(args.seeds) or ens["args"]["epochs"] != args.epochs:
         raise SystemExit(f"bench/results/ensemble.json was made with seeds {ens['args']['seeds']} and "
                          f"{ens['args']['epochs']} epochs: rerun bench/ensemble.py with the same --seeds/--epochs")
@@ -85,33 +93,38 @@ def main() -> None:
                        **{k: seeds_summary(metrics, k) for k in ("val/psnr", "val/ssim", "test/psnr", "test/ssim")},
                        "train_time_s": seeds_summary(metrics, "train_time_s")}
         if any(m is not b for m, b in zip(metrics, baseline)):
-            diffs[label] = paired_over_seeds(metrics, baseline, "psnr")
+            diffs[label] = {**paired_over_seeds(metrics, baseline, "psnr"),
+                            "over_seeds": paired_by_seed(metrics, baseline)}
     ens_row = rows[f"ensemble (best on Set12: {best_ens})"]
     lines = ["## Fusion levels (gray denoising, sigma=25)", "",
              f"Budget as bench/ensemble.py ({args.epochs} epochs x {args.samples} patches per model, seeds "
              f"{', '.join(map(str, args.seeds))}); feature fusion: 4 branches of width {args.width}. PSNR/SSIM: mean "
              "over seeds ± half-width of the 95% t-interval. vs best single: paired per-image BSD68 PSNR difference "
              "to the best single model (chosen per seed on Set12), averaged over seeds, mean [95% bootstrap "
-             "interval]; (n.d.) = not distinguishable. FLOPs per 256x256 image (torch FlopCounterMode); images/s: "
+             "interval over the 68 images]; over seeds: each seed's difference of mean PSNRs, paired by seed, mean [95% "
+             "t-interval] (includes training randomness); (n.d.) = not distinguishable. FLOPs per 256x256 image (torch FlopCounterMode); images/s: "
              f"batch 1 of 256x256 on this machine's CPU ({torch.get_num_threads()} threads).", "",
              "| model | params | GFLOPs/img | FLOPs vs ensemble | img/s | Set12 PSNR | BSD68 PSNR | BSD68 SSIM | "
-             "BSD68 PSNR vs best single | train time s |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "BSD68 PSNR vs best single (per image) | over seeds | train time s |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for label, r in rows.items():
         d = diffs.get(label)
         lines.append(f"| {label} | {r['params']:,} | {r['flops_256'] / 1e9:.2f} | {r['flops_256'] / ens_row['flops_256']:.0%} | "
                      f"{r['images_per_s']:.2f} | {fmt_ci(r['val/psnr'])} | {fmt_ci(r['test/psnr'])} | "
                      f"{fmt_ci(r['test/ssim'], 4)} | {fmt_diff(d) if d else 'best single'} | "
+                     f"{fmt_seed_diff(d['over_seeds']) if d else ''} | "
                      f"{r['train_time_s']['mean']:.0f} |")
     ff_vs_ens = {}
     ens_metrics = [m for _, m in runs[f"ensemble (best on Set12: {best_ens})"]]
     for op in ("attention", "gated"):
         label = f"feature fusion: {op}"
-        ff_vs_ens[label] = paired_over_seeds([m for _, m in runs[label]], ens_metrics, "psnr")
+        ff_metrics = [m for _, m in runs[label]]
+        ff_vs_ens[label] = {**paired_over_seeds(ff_metrics, ens_metrics, "psnr"),
+                            "over_seeds": paired_by_seed(ff_metrics, ens_metrics)}
     goal = [label for label, d in ff_vs_ens.items()
             if d["mean"] >= 0 and rows[label]["flops_256"] <= 0.6 * ens_row["flops_256"]]
-    lines += ["", "Feature fusion vs the best ensemble (paired BSD68 PSNR): " + "; ".join(
-        f"{label}: {fmt_diff(d)}" for label, d in ff_vs_ens.items()) + ".",
+    lines += ["", "Feature fusion vs the best ensemble (paired BSD68 PSNR, per image; over seeds): " + "; ".join(
+        f"{label}: {fmt_diff(d)}; {fmt_seed_diff(d['over_seeds'])}" for label, d in ff_vs_ens.items()) + ".",
               "Goal (feature fusion with attention or gated reaches the ensemble's BSD68 PSNR at <= 60% of its "
               f"FLOPs): {'met on the mean by ' + ', '.join(goal) if goal else 'not met in this run'} (whether the "
               "difference is distinguishable is in the line above).", ""]

@@ -1,13 +1,19 @@
 #!/usr/bin/env bash
 # All benchmarks, in dependency order; results land in bench/results/. Runs are cached under
-# logs/bench/ (delete a run folder to redo it). Several CPU-hours on a 2-core machine.
+# logs/bench/ (keyed on overrides + code version; delete a run folder to redo it). Several CPU-hours
+# on a 2-core machine at the default budget. Budget arguments (--epochs, --samples, --seeds) go to
+# both ensemble.py and fusion_levels.py, which must share them:
+#   bash bench/run_all.sh --epochs 2 --samples 3200
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 $PY bench/ensemble.py "$@"
-$PY bench/fusion_levels.py
-best_ff=$($PY -c "import json; r=json.load(open('bench/results/fusion_levels.json'))['rows']; \
-print(max((k for k in r if k.startswith('feature fusion')), key=lambda k: r[k]['val/psnr']).split(': ')[1])")
-best_ens=$($PY -c "import json; print(json.load(open('bench/results/fusion_levels.json'))['ensemble_strategy'])")
-$PY bench/denoise_protocol.py --checkpoints logs/bench/ensemble/member_dncnn/checkpoints/best.ckpt \
-    logs/bench/ensemble/fusion_${best_ens}/checkpoints/best.ckpt logs/bench/fusion_levels/ff_${best_ff}/checkpoints/best.ckpt
+$PY bench/fusion_levels.py "$@"
+read -r best_ff best_ens seed < <($PY -c "import json; r=json.load(open('bench/results/fusion_levels.json')); \
+ff=max((k for k in r['rows'] if k.startswith('feature fusion')), key=lambda k: r['rows'][k]['val/psnr']['mean']); \
+print(ff.split(': ')[1], r['ensemble_strategy'], r['args']['seeds'][0])")
+run=logs/bench
+$PY bench/denoise_protocol.py --checkpoints $run/ensemble/s$seed/member_dncnn/checkpoints/best.ckpt \
+    $run/ensemble/s$seed/fusion_$best_ens/checkpoints/best.ckpt $run/fusion_levels/s$seed/ff_$best_ff/checkpoints/best.ckpt
+$PY bench/gan.py
+$PY bench/throughput.py

@@ -93,6 +93,13 @@ def test_python_api_samples_are_deterministic(tmp_path):
     assert a.shape == (6, 1, 16, 16) and torch.equal(a, b) and not torch.equal(a, predictor.sample(6, seed=4))
     with pytest.raises(ConfigError, match="restore\\(\\) needs a restoration checkpoint"):
         predictor.restore(torch.rand(1, 16, 16))
+    ecfg = compose_cfg(tmp_path / "pred", [f"ckpt_path={tmp_path / 'checkpoints' / 'last.ckpt'}", "predict=samples",
+                                           "samples=4", "interpolations=2", "predict_seed=3", "logger=csv",
+                                           f"output_dir={tmp_path / 'out'}"], config_name="eval", hydra_node=True)
+    result = evaluate(ecfg, [], groups_of(ecfg))
+    assert len(result["written"]) == 4 and (tmp_path / "out" / "interpolation.png").is_file()
+    strips = predictor.interpolate(2, 5, seed=3)
+    assert len(strips) == 2 and len(strips[0]) == 5 and strips[0][0].shape == (1, 16, 16)
 
 
 def test_style_checkpoint_takes_your_own_folders_without_plus(tmp_path, rgb_model):
@@ -121,3 +128,30 @@ def test_style_checkpoint_takes_your_own_folders_without_plus(tmp_path, rgb_mode
     res = run_cli(["evaluate.py", f"ckpt_path={rgb_model}", f"data.content_dir={tmp_path / 'content'}",
                    "logger=csv", f"hydra.run.dir={tmp_path / 'eval2'}"])
     assert res.returncode == 2 and "data.content_dir: makes no sense for this checkpoint" in res.stderr
+
+    # predict= on a style checkpoint: your content files in your style files, names/sizes/depths kept
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    rng = np.random.default_rng(2)
+    files = {"photo.png": (rng.random((36, 44, 3)) * 255).astype(np.uint8),
+             "gray16.png": (rng.random((30, 34)) * 65535).astype(np.uint16)}
+    for name, array in files.items():
+        write_array(array, mine / name)
+    (mine / "broken.png").write_bytes(b"no")
+    style_files = sorted(str(p) for p in (tmp_path / "styles").glob("*.png"))
+    mask = np.zeros((20, 20), np.uint8)
+    mask[:, 10:] = 255
+    write_array(mask, tmp_path / "mask.png")
+    ecfg = compose_cfg(tmp_path / "pstyle", [f"ckpt_path={ckpt}", f"predict={mine}", "logger=csv",
+                                             f"styles=[{','.join(style_files)}]", "weights=[0.5,0.5]", "alpha=0.7",
+                                             "preserve_color=true", f"mask={tmp_path / 'mask.png'}",
+                                             f"output_dir={tmp_path / 'styled'}"], config_name="eval", hydra_node=True)
+    result = evaluate(ecfg, [], groups_of(ecfg))
+    assert len(result["written"]) == 2 and len(result["failed"]) == 1, result
+    for name, array in files.items():
+        out = read_array(tmp_path / "styled" / name)
+        assert out.shape == array.shape and out.dtype == array.dtype, name
+    ecfg = compose_cfg(tmp_path / "pstyle2", [f"ckpt_path={ckpt}", f"predict={mine}", "logger=csv"],
+                       config_name="eval", hydra_node=True)
+    with pytest.raises(ConfigError, match="^styles: give the style image"):
+        evaluate(ecfg, [], groups_of(ecfg))

@@ -149,7 +149,7 @@ class Predictor:
                   (styles if isinstance(styles, (list, tuple)) else [styles])]
         padded, (h, w) = pad_to_multiple(x, self.stride)
         out = self.model.inference_generator.fuse_styles(padded, styles, weights=weights, masks=masks, blur=blur,
-                                                     alpha=alpha, preserve_color=preserve_color)
+                                                         alpha=alpha, preserve_color=preserve_color)
         out = out[..., :h, :w].clamp(0, 1)
         return out[0] if single else out
 
@@ -160,6 +160,14 @@ class Predictor:
         indices = torch.arange(int(n))
         z = self.model.latents(indices, int(seed))
         return self.model.sample_latents(z, indices, int(seed)).float().clamp(0, 1)
+
+    @torch.no_grad()
+    def interpolate(self, pairs: int = 4, steps: int = 8, seed: int = 0) -> list[list[torch.Tensor]]:
+        """``pairs`` strips of ``steps`` images along spherical paths between pairs of latents of the
+        stream ``seed`` (a generation checkpoint)."""
+        self._require("generate", "interpolate()")
+        return [[im.float().clamp(0, 1) for im in row]
+                for row in self.model.interpolation_rows(pairs=int(pairs), steps=int(steps), seed=int(seed))]
 
 
 def load(ckpt_path: str | Path, device: str = "cpu", tta: str = "none") -> Predictor:
@@ -234,11 +242,19 @@ def save_image(array, path: Path) -> Path:
     return path
 
 
-def predict_files(predictor: Predictor, source: str | Path, out_dir: Path, tile: int | None = None,
-                  overlap: int = 64) -> dict:
-    """Restore every image of ``source`` (a file or a folder) into ``out_dir`` under the same name,
-    size, channel count and bit depth. An unreadable or unsupported file gets one line and is
-    skipped; the others are processed."""
+def _input_files(source: str | Path) -> list[Path]:
+    source = Path(source)
+    if source.is_dir():
+        return sorted(p for p in source.iterdir() if p.is_file() and not p.name.startswith("."))
+    if source.is_file():
+        return [source]
+    raise DataError(source, "no such file or folder", "predict")
+
+
+def apply_to_files(apply, channels: int, source: str | Path, out_dir: Path, description: str) -> dict:
+    """``apply`` (a ``(C, H, W)`` tensor in [0, 1] -> the same) to every image of ``source`` (a file
+    or a folder), written into ``out_dir`` under the same name, size, channel count and bit depth.
+    An unreadable or unsupported file gets one line and is skipped; the others are processed."""
     import logging
 
     from rich.progress import track
@@ -246,23 +262,15 @@ def predict_files(predictor: Predictor, source: str | Path, out_dir: Path, tile:
     from fusionlab.data.images import IMAGE_EXTENSIONS, read_array
 
     log = logging.getLogger("fusionlab")
-    source = Path(source)
-    if source.is_dir():
-        files = sorted(p for p in source.iterdir() if p.is_file() and not p.name.startswith("."))
-    elif source.is_file():
-        files = [source]
-    else:
-        raise DataError(source, "no such file or folder", "predict")
-    predictor.check_tiles(tile, overlap)
+    files = _input_files(source)
     written, failed = [], []
-    for path in track(files, description=f"restoring {len(files)} file(s)"):
+    for path in track(files, description=f"{description} {len(files)} file(s)"):
         try:
             if path.suffix.lower() not in IMAGE_EXTENSIONS:
                 raise ValueError(f"not an image file ({', '.join(IMAGE_EXTENSIONS)})")
             array = read_array(path)
-            x, alpha, mode = _to_model_input(array, predictor.channels)
-            y = predictor.restore(x, tile=tile, overlap=overlap)
-            written.append(str(save_image(_from_model_output(y, array, alpha, mode), out_dir / path.name)))
+            x, alpha, mode = _to_model_input(array, channels)
+            written.append(str(save_image(_from_model_output(apply(x), array, alpha, mode), out_dir / path.name)))
         except Exception as exc:  # one line per bad file, the rest go on
             message = f"{path}: skipped ({type(exc).__name__}: {exc})"
             failed.append(message)
@@ -271,8 +279,65 @@ def predict_files(predictor: Predictor, source: str | Path, out_dir: Path, tile:
     return {"written": written, "failed": failed, "output_dir": str(out_dir)}
 
 
-def predict_samples(predictor: Predictor, n: int, seed: int, out_dir: Path) -> dict:
-    """``n`` generated samples as PNG files plus a grid."""
+def predict_files(predictor: Predictor, source: str | Path, out_dir: Path, tile: int | None = None,
+                  overlap: int = 64) -> dict:
+    """Restore every image of ``source`` (taken as already degraded) into ``out_dir``, tiled when
+    ``tile`` is set (see :func:`apply_to_files`)."""
+    _input_files(source)  # a missing source is named before the tiles are checked
+    predictor.check_tiles(tile, overlap)
+    return apply_to_files(lambda x: predictor.restore(x, tile=tile, overlap=overlap), predictor.channels,
+                          source, out_dir, "restoring")
+
+
+def region_masks(mask_path: str | Path, n_styles: int, size: int | None = None) -> torch.Tensor:
+    """``(1, K, H, W)`` region masks from a label image: its distinct gray levels, darkest first,
+    are the regions; region ``k`` gets style ``k``. With ``size``: of its centre square at that size."""
+    from fusionlab.data.images import center_square, load_image
+
+    label = load_image(mask_path, 1)
+    label = (center_square(label, size) if size else label)[0].mul(255).round()
+    levels = torch.unique(label)
+    if len(levels) != n_styles:
+        raise DataError(mask_path, f"mask has {len(levels)} regions (gray levels) but {n_styles} styles were given",
+                        "mask")
+    return torch.stack([(label == v).float() for v in levels])[None]
+
+
+def stylize_files(predictor: Predictor, source: str | Path, out_dir: Path, styles, weights=None,
+                  alpha: float = 1.0, preserve_color: bool = False, mask: str | Path | None = None,
+                  blur: float = 2.0) -> dict:
+    """Stylise every content image of ``source`` with the style image files ``styles`` (one, or a
+    fusion of several: ``weights`` mixes them, ``mask`` gives each a region, resized to each content
+    image), keeping names, sizes, channel counts and bit depths (see :func:`apply_to_files`)."""
+    import torch.nn.functional as F
+
+    from fusionlab.data.images import load_image
+
+    predictor._require("style", "predict with styles")
+    if not styles:
+        raise ConfigError("styles", "give the style image(s) to render your content in: styles=[a.png,b.jpg]")
+    style_images = []
+    for s in styles:
+        if not Path(str(s)).is_file():
+            raise DataError(s, "style image file does not exist", "styles")
+        style_images.append(load_image(s, predictor.channels))
+    if weights is not None and len(weights) != len(style_images):
+        raise ConfigError("weights", f"{len(weights)} weights for {len(style_images)} styles")
+    masks = region_masks(mask, len(style_images)) if mask else None
+
+    def apply(x: torch.Tensor) -> torch.Tensor:
+        m = None if masks is None else F.interpolate(masks, size=x.shape[-2:], mode="nearest")
+        return predictor.stylize(x, style_images, weights=weights, alpha=alpha, preserve_color=preserve_color,
+                                 masks=m, blur=blur)
+
+    return apply_to_files(apply, predictor.channels, source, out_dir, "stylising")
+
+
+def predict_samples(predictor: Predictor, n: int, seed: int, out_dir: Path, interpolations: int = 0,
+                    steps: int = 8) -> dict:
+    """``n`` generated samples as PNG files plus a grid; with ``interpolations`` > 0, that many
+    strips of ``steps`` images along spherical paths between latents of the stream ``seed``
+    (``interpolation.png``)."""
     from fusionlab.reporting.grid import enlarge, make_grid, save_png, to_uint8
 
     images = predictor.sample(n, seed).cpu()
@@ -280,4 +345,8 @@ def predict_samples(predictor: Predictor, n: int, seed: int, out_dir: Path) -> d
     cols = max(1, int(round(len(images) ** 0.5)))
     rows = [list(images[i : i + cols]) for i in range(0, len(images), cols)]
     grid = save_png(make_grid(enlarge(rows, 64), tile=64), out_dir / "samples_grid.png")
-    return {"written": written, "failed": [], "grid": str(grid), "output_dir": str(out_dir)}
+    result = {"written": written, "failed": [], "grid": str(grid), "output_dir": str(out_dir)}
+    if interpolations > 0:
+        strips = predictor.interpolate(interpolations, steps, seed)
+        result["interpolation"] = str(save_png(make_grid(enlarge(strips, 64), tile=64), out_dir / "interpolation.png"))
+    return result

@@ -1,27 +1,30 @@
 """Typed schemas of the ``data`` and ``task`` config nodes (OmegaConf structured configs).
 
-Each dataclass declares the type of every numeric, boolean and choice key of one ``_target_``, with
-its bounds (``metadata={"min": ...}``) or allowed values (``metadata={"choices": ...}``).
-:func:`validate` merges a node's declared keys into its schema when the node is instantiated
-(:func:`fusionlab.utils.hydra.instantiate`), so a string, a fraction, a null or an out-of-range
-number stops with one line naming the key (``data.patch_size: must be an integer >= 8, got 'abc'``)
-before it reaches torch. Keys a schema does not declare (folders, image lists) pass through
-unchanged; cross-key rules (``samples_per_epoch >= batch_size``) stay in the data modules.
+Each dataclass declares the type of every numeric, boolean and choice argument of one data module or
+task, with its bounds (``metadata={"min": ...}``) or allowed values (``metadata={"choices": ...}``).
+The constructors pass their arguments through :func:`checked`, which merges them into the schema, so
+a string, a fraction, a null or an out-of-range number stops with one line naming the key
+(``data.patch_size: must be an integer >= 8, got 'abc'``) before it reaches torch, whether the object
+comes from a config or from Python. Arguments a schema does not declare (folders, image lists) are
+not touched; cross-key rules (``samples_per_epoch >= batch_size``) stay in the data modules.
 
 Deliberately not Hydra's ConfigStore schema-in-defaults pattern: that validates while composing,
 where a wrong value surfaces as Hydra's multi-line composition error before fusionlab can name the
-key, and a test or notebook composing a config would fail before it could catch a
-:class:`~fusionlab.utils.errors.ConfigError`. The same OmegaConf type rules apply here, one step later.
+key, a test or notebook composing a config would fail before it could catch a
+:class:`~fusionlab.utils.errors.ConfigError`, and objects built in Python would go unchecked. The
+same OmegaConf type rules apply here, one step later.
 """
 
 from dataclasses import dataclass, field, fields
+from types import SimpleNamespace
 from typing import Any, Optional
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from fusionlab.data.images import GRAY_MODES
 from fusionlab.utils.errors import ConfigError
+
+GRAY_MODES = ("luma", "y")  # RGB -> gray: BT.601 luma, or Y of YCbCr (the SR convention)
 
 
 def _int(default: Any, minimum: int | None = None) -> Any:
@@ -101,15 +104,6 @@ class UnpairedTaskSchema:
     eval_seed: int = 0
 
 
-SCHEMAS: dict[str, type] = {
-    "fusionlab.data.ImageDataModule": ImageDataSchema,
-    "fusionlab.data.StyleDataModule": StyleDataSchema,
-    "fusionlab.data.GenerationDataModule": GenerationDataSchema,
-    "fusionlab.tasks.GaussianNoise": NoiseSchema,
-    "fusionlab.tasks.BicubicDownscale": SuperResolutionSchema,
-    "fusionlab.tasks.StyleTransfer": UnpairedTaskSchema,
-    "fusionlab.tasks.Generation": UnpairedTaskSchema,
-}
 _KINDS = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
 
 
@@ -122,35 +116,28 @@ def _requirement(f) -> str:
     return f"must be {_KINDS.get(kind, kind)}{bound}{optional}"
 
 
-def validate(node: DictConfig, key: str) -> DictConfig:
-    """``node`` with its schema's keys type-checked and converted (``"32"`` -> 32; ``32.0`` -> 32, as
-    users write it), bounds and choices checked; unchanged when its ``_target_`` has no schema.
+def checked(schema: type, key: str, **values: Any) -> SimpleNamespace:
+    """``values`` (a data module's or task's constructor arguments) type-checked and converted by
+    ``schema`` (``"32"`` -> 32; ``32.0`` -> 32, as users write it), with bounds and choices checked,
+    so Hydra-built and Python-built objects are validated alike.
 
     :raises ConfigError: ``<key>.<name>: must be ...``, one line.
     """
-    schema = SCHEMAS.get(str(node.get("_target_", "")))
-    if schema is None:
-        return node
     declared = {f.name: f for f in fields(schema)}
-    values = {}
-    for name, f in declared.items():
-        if name not in node:
-            continue
-        value = OmegaConf.select(node, name, throw_on_missing=False)
+    out = {}
+    for name, value in values.items():
+        f = declared[name]
+        if OmegaConf.is_config(value):
+            value = OmegaConf.to_container(value, resolve=True)
         if f.type is int and isinstance(value, float) and value.is_integer():
             value = int(value)
-        values[name] = value
-    for name, value in values.items():
         try:
             typed = OmegaConf.merge(OmegaConf.structured(schema), {name: value})[name]
         except OmegaConfBaseException:
-            raise ConfigError(f"{key}.{name}", f"{_requirement(declared[name])}, got {value!r}") from None
-        meta = declared[name].metadata
+            raise ConfigError(f"{key}.{name}", f"{_requirement(f)}, got {value!r}") from None
+        meta = f.metadata
         if typed is not None and (("min" in meta and typed < meta["min"])
                                   or ("choices" in meta and typed not in meta["choices"])):
-            raise ConfigError(f"{key}.{name}", f"{_requirement(declared[name])}, got {value!r}")
-        values[name] = typed
-    out = node.copy()
-    for name, value in values.items():
-        out[name] = value
-    return out
+            raise ConfigError(f"{key}.{name}", f"{_requirement(f)}, got {value!r}")
+        out[name] = typed
+    return SimpleNamespace(**out)

@@ -162,8 +162,8 @@ class GanStyleTransfer(AdversarialModule):
         style), ``mask`` (a label image: its distinct gray levels, darkest first, are the regions;
         region ``k`` gets ``styles[k]``), ``blur`` (boundary smoothing, feature pixels).
         """
-        from fusionlab.data.images import load_image
-        from fusionlab.data.images import center_square
+        from fusionlab.data.images import center_square, load_image
+        from fusionlab.inference import region_masks
         from fusionlab.reporting.grid import make_grid, save_png, to_uint8
         from fusionlab.utils.errors import DataError
 
@@ -187,14 +187,7 @@ class GanStyleTransfer(AdversarialModule):
         weights, mask_path = options.get("weights"), options.get("mask")
         if weights is not None and len(weights) != len(chosen):
             raise ConfigError("weights", f"{len(weights)} weights for {len(chosen)} styles")
-        masks = None
-        if mask_path:
-            label = center_square(load_image(mask_path, 1), size)[0]
-            levels = torch.unique((label * 255).round())
-            if len(levels) != len(chosen):
-                raise DataError(mask_path, f"mask has {len(levels)} regions (gray levels) but {len(chosen)} styles "
-                                "were given", "mask")
-            masks = torch.stack([((label * 255).round() == v).float() for v in levels])[None].to(device)
+        masks = region_masks(mask_path, len(chosen), size).to(device) if mask_path else None
         gen = self.inference_generator
         contents = datamodule.test_set.contents
         names = datamodule.test_set.content_names
@@ -208,7 +201,7 @@ class GanStyleTransfer(AdversarialModule):
             written.append(save_png(to_uint8(mixed[0]), out / f"mix_{name}.png"))
             if masks is not None:
                 region = gen.fuse_styles(x, chosen, masks=masks, blur=float(options.get("blur", 2.0)), alpha=alpha,
-                                     preserve_color=keep)
+                                         preserve_color=keep)
                 written.append(save_png(to_uint8(region[0]), out / f"region_{name}.png"))
                 row.append(region[0])
             rows.append(row)

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from fusionlab.data.datasets import FullImageDataset, PatchDataset, SplitLoaders, loader_sizes
 from fusionlab.data.images import list_images, load_image, load_skimage
+from fusionlab.schemas import ImageDataSchema, checked
 from fusionlab.tasks.degradations import Degradation
 from fusionlab.utils.errors import ConfigError, DataError
 
@@ -49,13 +50,14 @@ class ImageDataModule(SplitLoaders):
         gray: str = "luma",
     ) -> None:
         super().__init__()
-        # types, bounds and choices of these keys: fusionlab/schemas.py (ImageDataSchema)
-        self.task, self.gray = task, gray
-        self.channels, self.patch_size = int(channels), int(patch_size)
-        self.batch_size, self.eval_batch_size, self.samples_per_epoch, self.num_workers = loader_sizes(
-            batch_size, eval_batch_size, samples_per_epoch, num_workers)
-        self.pin_memory, self.augment = bool(pin_memory), bool(augment)
-        self.cache_images, self.skip_bad_files = bool(cache_images), bool(skip_bad_files)
+        a = checked(ImageDataSchema, "data", channels=channels, patch_size=patch_size, batch_size=batch_size,
+                    samples_per_epoch=samples_per_epoch, eval_batch_size=eval_batch_size, num_workers=num_workers,
+                    pin_memory=pin_memory, augment=augment, cache_images=cache_images,
+                    skip_bad_files=skip_bad_files, gray=gray)
+        self.task, self.gray, self.channels, self.patch_size = task, a.gray, a.channels, a.patch_size
+        self.batch_size, self.eval_batch_size, self.samples_per_epoch, self.num_workers = loader_sizes(a)
+        self.pin_memory, self.augment = a.pin_memory, a.augment
+        self.cache_images, self.skip_bad_files = a.cache_images, a.skip_bad_files
         self.sources = {
             "train": (train_dir, train_images),
             "val": (val_dir, val_images),

@@ -15,14 +15,13 @@ from fusionlab.tasks.degradations import Degradation
 from fusionlab.utils.errors import check
 
 
-def loader_sizes(batch_size: object, eval_batch_size: object, samples_per_epoch: object,
-                 num_workers: object) -> tuple[int, int, int, int]:
-    """The data modules' loader settings (typed by :mod:`fusionlab.schemas`), with the rule that
-    links two of them: one-line errors naming the ``data.`` key."""
-    batch, samples = int(batch_size), int(samples_per_epoch)
-    check(samples >= batch, "data.samples_per_epoch",
-          f"must be >= data.batch_size ({batch}): training drops incomplete batches, got {samples}")
-    return batch, int(eval_batch_size), samples, int(num_workers)
+def loader_sizes(args) -> tuple[int, int, int, int]:
+    """``(batch_size, eval_batch_size, samples_per_epoch, num_workers)`` of a data module's checked
+    arguments (:func:`fusionlab.schemas.checked`), with the rule that links two of them."""
+    check(args.samples_per_epoch >= args.batch_size, "data.samples_per_epoch",
+          f"must be >= data.batch_size ({args.batch_size}): training drops incomplete batches, "
+          f"got {args.samples_per_epoch}")
+    return args.batch_size, args.eval_batch_size, args.samples_per_epoch, args.num_workers
 
 
 def item_generator(seed: int, index: int) -> torch.Generator:

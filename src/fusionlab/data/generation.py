@@ -12,6 +12,7 @@ from torch.utils.data import Dataset
 
 from fusionlab.data.datasets import SplitLoaders, item_generator, loader_sizes
 from fusionlab.data.images import center_square, list_images, load_image
+from fusionlab.schemas import GenerationDataSchema, checked
 from fusionlab.utils.errors import ConfigError, DataError, check
 
 
@@ -61,16 +62,17 @@ class GenerationDataModule(SplitLoaders):
                  val_samples: int = 200, test_samples: int = 1000, eval_batch_size: int = 100,
                  num_workers: int = 0, pin_memory: bool = False, augment: bool = True) -> None:
         super().__init__()
-        # types and bounds of these keys: fusionlab/schemas.py (GenerationDataSchema)
-        self.task, self.channels = task, int(channels)
-        self.image_size = int(image_size)
+        a = checked(GenerationDataSchema, "data", channels=channels, image_size=image_size, batch_size=batch_size,
+                    samples_per_epoch=samples_per_epoch, val_samples=val_samples, test_samples=test_samples,
+                    eval_batch_size=eval_batch_size, num_workers=num_workers, pin_memory=pin_memory,
+                    augment=augment)
+        self.task, self.channels, self.image_size = task, a.channels, a.image_size
         check(not self.image_size & (self.image_size - 1), "data.image_size",
               f"must be a power of two >= 8 (32, 64, 128), got {image_size!r}")
-        self.batch_size, self.eval_batch_size, self.samples_per_epoch, self.num_workers = loader_sizes(
-            batch_size, eval_batch_size, samples_per_epoch, num_workers)
-        self.pin_memory = pin_memory
-        self.val_samples, self.test_samples = int(val_samples), int(test_samples)
-        self.train_dir, self.train_images, self.augment = train_dir, train_images, augment
+        self.batch_size, self.eval_batch_size, self.samples_per_epoch, self.num_workers = loader_sizes(a)
+        self.pin_memory = a.pin_memory
+        self.val_samples, self.test_samples = a.val_samples, a.test_samples
+        self.train_dir, self.train_images, self.augment = train_dir, train_images, a.augment
         self.seed = getattr(task, "eval_seed", 0)
         self.images: torch.Tensor | None = None
         self.image_names: list[str] = []

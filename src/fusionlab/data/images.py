@@ -6,6 +6,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from fusionlab.schemas import GRAY_MODES  # noqa: F401  (re-exported: data.images.GRAY_MODES)
 from fusionlab.utils.errors import ConfigError, DataError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
@@ -27,7 +28,6 @@ def list_images(folder: str | Path, key: str) -> list[Path]:
     return files
 
 
-GRAY_MODES = ("luma", "y")
 
 
 def to_tensor(array: np.ndarray, channels: int, gray: str = "luma") -> torch.Tensor:

@@ -11,6 +11,7 @@ from torch.utils.data import Dataset
 
 from fusionlab.data.datasets import SplitLoaders, item_generator, loader_sizes, random_crop_augment
 from fusionlab.data.images import center_square, list_images, load_image, load_skimage, resize_short_side
+from fusionlab.schemas import StyleDataSchema, checked
 from fusionlab.utils.errors import ConfigError, check
 
 
@@ -86,16 +87,17 @@ class StyleDataModule(SplitLoaders):
                  val_pairs: int = 8, test_pairs: int | None = None, eval_batch_size: int = 4,
                  num_workers: int = 0, pin_memory: bool = False, augment: bool = True) -> None:
         super().__init__()
-        # types, bounds and choices of these keys: fusionlab/schemas.py (StyleDataSchema)
-        self.task, self.channels = task, int(channels)
-        self.patch_size, self.load_size, self.eval_size = int(patch_size), int(load_size), int(eval_size)
+        a = checked(StyleDataSchema, "data", channels=channels, patch_size=patch_size, load_size=load_size,
+                    eval_size=eval_size, batch_size=batch_size, samples_per_epoch=samples_per_epoch,
+                    val_pairs=val_pairs, test_pairs=test_pairs, eval_batch_size=eval_batch_size,
+                    num_workers=num_workers, pin_memory=pin_memory, augment=augment)
+        self.task, self.channels = task, a.channels
+        self.patch_size, self.load_size, self.eval_size = a.patch_size, a.load_size, a.eval_size
         check(self.load_size >= self.patch_size, "data.load_size",
               f"must be >= data.patch_size ({self.patch_size}), got {load_size!r}")
-        self.batch_size, self.eval_batch_size, self.samples_per_epoch, self.num_workers = loader_sizes(
-            batch_size, eval_batch_size, samples_per_epoch, num_workers)
-        self.pin_memory = pin_memory
-        self.val_pairs, self.test_pairs = int(val_pairs), None if test_pairs is None else int(test_pairs)
-        self.augment = augment
+        self.batch_size, self.eval_batch_size, self.samples_per_epoch, self.num_workers = loader_sizes(a)
+        self.pin_memory, self.augment = a.pin_memory, a.augment
+        self.val_pairs, self.test_pairs = a.val_pairs, a.test_pairs
         self.dirs = {"content": (content_dir, content_images), "style": (style_dir, style_images)}
         self.seed = getattr(task, "eval_seed", 0)
         self.loaded: dict[str, tuple[list, list[str]]] = {}

@@ -174,9 +174,9 @@ class StyleTransferGenerator(nn.Module):
     def forward(self, content: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
         return self.decode(content, self.encode_style(style))
 
-    def fuse_styles(self, content: torch.Tensor, styles: Sequence[torch.Tensor], weights: Sequence[float] | None = None,
-                masks: torch.Tensor | None = None, blur: float = 2.0, alpha: float = 1.0,
-                preserve_color: bool = False) -> torch.Tensor:
+    def fuse_styles(self, content: torch.Tensor, styles: Sequence[torch.Tensor],
+                    weights: Sequence[float] | None = None, masks: torch.Tensor | None = None, blur: float = 2.0,
+                    alpha: float = 1.0, preserve_color: bool = False) -> torch.Tensor:
         """Fuse several styles into ``content`` (``(B, C, H, W)``).
 
         :param styles: style images, each ``(1 or B, C, h, w)`` (sizes may differ).

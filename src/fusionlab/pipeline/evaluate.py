@@ -147,22 +147,28 @@ def evaluate(cfg: DictConfig, overrides: list[str] | None = None, groups: set[st
 
 def predict(cfg: DictConfig) -> dict:
     """``evaluate.py ckpt_path=CKPT predict=PATH``: restore your own images (a file or a folder,
-    taken as already degraded) into ``output_dir`` (default: this run's ``predictions/``), or, for a
-    generation checkpoint, write ``samples`` images (``predict=samples``)."""
-    from fusionlab.inference import load, predict_files, predict_samples
+    taken as already degraded), or stylise them with a style checkpoint (``styles=[...]``, with
+    ``weights``, ``mask``, ``alpha``, ``preserve_color``), into ``output_dir`` (default: this run's
+    ``predictions/``); for a generation checkpoint, write ``samples`` images (``predict=samples``)
+    and ``interpolations`` latent strips."""
+    from fusionlab.inference import load, predict_files, predict_samples, stylize_files
 
     if cfg.get("ckpt_path") is None:
         raise ConfigError("ckpt_path", "give the checkpoint to predict with (ckpt_path=RUN/checkpoints/best.ckpt)")
     predictor = load(cfg.ckpt_path, tta=str(cfg.get("tta") or "none"))
     out_dir = Path(cfg.get("output_dir") or Path(cfg.paths.output_dir) / "predictions")
     if predictor.task == "generate":
-        result = predict_samples(predictor, int(cfg.get("samples") or 16), int(cfg.get("predict_seed") or 0), out_dir)
+        result = predict_samples(predictor, int(cfg.get("samples") or 16), int(cfg.get("predict_seed") or 0), out_dir,
+                                 int(cfg.get("interpolations") or 0))
     elif predictor.task == "restoration":
         tile = cfg.get("tile")
         result = predict_files(predictor, cfg.predict, out_dir, None if tile is None else int(tile),
                                int(cfg.get("overlap") or 0))
-    else:
-        raise ConfigError("predict", f"predict on a {predictor.task} checkpoint is not available yet "
-                                     "(use evaluate.py with data.content_dir / styles= for style transfer)")
+    else:  # style: your content images in your style image(s)
+        options = {k: to_plain_value(cfg.get(k)) for k in INFERENCE_KEYS}
+        alpha = 1.0 if options["alpha"] is None else float(options["alpha"])
+        result = stylize_files(predictor, cfg.predict, out_dir, options["styles"], options["weights"], alpha,
+                               bool(options["preserve_color"]), options["mask"],
+                               float(2.0 if options["blur"] is None else options["blur"]))
     print(f"predict: {len(result['written'])} written to {out_dir}, {len(result['failed'])} skipped")
     return result

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from fusionlab.tasks.imresize import imresize
+from fusionlab.schemas import NoiseSchema, SuperResolutionSchema, checked
 from fusionlab.utils.errors import as_float, check
 
 
@@ -51,7 +52,8 @@ class GaussianNoise(Degradation):
     def __init__(
         self, sigma: float | Sequence[float] = 25.0, clip: bool = False, eval_seed: int = 0
     ) -> None:
-        super().__init__(eval_seed)
+        a = checked(NoiseSchema, "task", clip=clip, eval_seed=eval_seed)
+        super().__init__(a.eval_seed)
         if isinstance(sigma, (int, float)) and not isinstance(sigma, bool):
             lo = hi = as_float(sigma, "task.sigma")
         else:
@@ -59,7 +61,7 @@ class GaussianNoise(Degradation):
                   f"expected a number or [lo, hi], got {sigma!r}")
             lo, hi = as_float(sigma[0], "task.sigma"), as_float(sigma[1], "task.sigma")
         check(0 <= lo <= hi, "task.sigma", f"noise level must satisfy 0 <= lo <= hi, got {sigma}")
-        self.lo, self.hi, self.clip = lo, hi, bool(clip)
+        self.lo, self.hi, self.clip = lo, hi, a.clip
 
     def __call__(self, clean, generator=None):
         sigma = self.lo
@@ -87,9 +89,9 @@ class BicubicDownscale(Degradation):
     name = "superres"
 
     def __init__(self, scale: int = 2, quantize: bool = True, method: str = "matlab", eval_seed: int = 0) -> None:
-        super().__init__(eval_seed)
-        # types, bounds and choices: fusionlab/schemas.py (SuperResolutionSchema)
-        self.scale, self.quantize, self.method = int(scale), bool(quantize), method
+        a = checked(SuperResolutionSchema, "task", scale=scale, quantize=quantize, method=method, eval_seed=eval_seed)
+        super().__init__(a.eval_seed)
+        self.scale, self.quantize, self.method = a.scale, a.quantize, a.method
 
     def _resize(self, x: torch.Tensor, size: tuple[int, int], scale: float) -> torch.Tensor:
         if self.method == "matlab":

@@ -3,6 +3,8 @@
 They carry the task's name (for run tags) and the seed that fixes evaluation pairs and latents.
 """
 
+from fusionlab.schemas import UnpairedTaskSchema, checked
+
 
 class UnpairedTask:
     """A task named for run tags, with the seed of its fixed evaluation draws (no degradation)."""
@@ -10,7 +12,7 @@ class UnpairedTask:
     name = "unpaired"
 
     def __init__(self, eval_seed: int = 0) -> None:
-        self.eval_seed = int(eval_seed)
+        self.eval_seed = checked(UnpairedTaskSchema, "task", eval_seed=eval_seed).eval_seed
 
 
 class StyleTransfer(UnpairedTask):

@@ -71,10 +71,6 @@ def instantiate(node: Any, key: str, **kwargs: Any) -> Any:
     """``hydra.utils.instantiate`` whose failures become one-line :class:`ConfigError`\\ s naming ``key``."""
     if node is None:
         raise ConfigError(key, "is missing (null); pick one with a config-group override")
-    if OmegaConf.is_dict(node):
-        from fusionlab.schemas import validate
-
-        node = validate(node, key)  # typed data/task keys (fusionlab/schemas.py)
     try:
         return hydra.utils.instantiate(node, **kwargs)
     except InstantiationException as exc:
