@@ -145,8 +145,7 @@ def test_slurm_trainer_uses_lightnings_requeueing_environment(tmp_path, monkeypa
 
 
 def test_failed_fit_leaves_no_checkpoint_but_sigterm_saves_last(tmp_path):
-    """SaveOnSigterm is Lightning's OnExceptionCheckpoint narrowed to SIGTERM: another exception
-    writes nothing."""
+    """SaveOnSigterm saves on SIGTERM during fit only: another exception writes nothing."""
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
     from fusionlab.callbacks.faults import SaveOnSigterm

@@ -9,30 +9,31 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import OnExceptionCheckpoint
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 log = logging.getLogger("fusionlab")
 
 
-class SaveOnSigterm(OnExceptionCheckpoint):
+class SaveOnSigterm(L.Callback):
     """On SIGTERM Lightning finishes the current batch and raises ``SIGTERMException``; this saves
     ``<dirpath>/last.ckpt`` (atomically, through the trainer's checkpoint IO) before the process
-    exits, so a requeued job resumes with ``ckpt_path=last``.
+    exits, so a requeued job resumes with ``ckpt_path=last``. Any other exception writes nothing, so
+    a run that fails on a bad config or image leaves no checkpoint behind.
 
-    Lightning's :class:`OnExceptionCheckpoint`, narrowed to SIGTERM during fit: on any other
-    exception (a bad config or image, found before or during training) nothing is written, so a
-    failed run leaves no checkpoint behind. Under SLURM, ``trainer=slurm`` adds Lightning's
-    ``SLURMEnvironment(auto_requeue=True)``: on SIGUSR1 it saves ``hpc_ckpt_N.ckpt`` and requeues
-    the job, which resumes from it."""
+    Lightning's ``OnExceptionCheckpoint`` is deliberately not used (it was tried): once it is among
+    the callbacks, Lightning turns ``fit(ckpt_path=None)`` into ``ckpt_path="last"``, so a new run in a
+    folder holding a checkpoint would silently resume from it, and the run's ``last.ckpt`` handling
+    changed (the smoke runs lost their ``last.ckpt``); fusionlab resumes only when asked
+    (``ckpt_path=last|auto``). Under SLURM, ``trainer=slurm`` adds Lightning's
+    ``SLURMEnvironment(auto_requeue=True)``: on SIGUSR1 it saves ``hpc_ckpt_N.ckpt`` and requeues the
+    job, which resumes from it."""
 
     def __init__(self, dirpath: str, filename: str = "last") -> None:
-        super().__init__(dirpath, filename)
-        self.path = Path(self.ckpt_path)
+        self.path = Path(dirpath) / f"{filename}.ckpt"
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         if isinstance(exception, SIGTERMException) and trainer.state.fn == "fit":
-            super().on_exception(trainer, pl_module, exception)
+            trainer.save_checkpoint(self.path)
             log.warning("SIGTERM: checkpoint saved to %s; resume with ckpt_path=last", self.path)
 
 
