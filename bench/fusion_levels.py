@@ -14,6 +14,7 @@ bootstrap interval. Writes bench/results/fusion_levels.{json,md}.
 
 import argparse
 import json
+import math
 import time
 
 import torch
@@ -24,6 +25,33 @@ from ensemble import STRATEGIES, data_overrides
 
 # `mean` is the fixed-weight operator with uniform weights (fusion=weighted without weights is the same thing)
 OPERATORS = ["mean", "learned", "stacked", "attention", "gated"]
+
+
+def evaluate_tta(run_dir, tta: str) -> dict:
+    """A cached run's best checkpoint evaluated on its test set (BSD68) with the test-time
+    self-ensemble ``tta``; cached in ``RUN/eval_<tta>/`` under the same key rule as training runs.
+    Returns ``{"test/psnr", "test/ssim", "per_image", "ms_per_image"}``."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from common import run_key
+    from fusionlab.pipeline import evaluate
+
+    out = run_dir / f"eval_{tta}"
+    key = run_key([str(run_dir), f"tta={tta}"])
+    done, key_file = out / "eval.json", out / "bench_key.json"
+    if not (done.is_file() and key_file.is_file() and json.loads(key_file.read_text()) == key):
+        GlobalHydra.instance().clear()
+        overrides = [f"ckpt_path={run_dir / 'checkpoints' / 'best.ckpt'}", f"tta={tta}", "logger=csv",
+                     "extras.print_config=false", f"paths.output_dir={out}", "callbacks.progress_bar=null",
+                     "trainer.enable_progress_bar=false"]
+        with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+            cfg = compose("eval", overrides=overrides)
+        evaluate(cfg, [], set())
+        key_file.write_text(json.dumps(key))
+    result = json.loads(done.read_text())
+    return {"test/psnr": result["metrics"]["test/psnr"], "test/ssim": result["metrics"]["test/ssim"],
+            "per_image": result["per_image"], "ms_per_image": result.get("ms_per_image")}
 
 
 @torch.no_grad()
@@ -95,22 +123,43 @@ def main() -> None:
         if any(m is not b for m, b in zip(metrics, baseline)):
             diffs[label] = {**paired_over_seeds(metrics, baseline, "psnr"),
                             "over_seeds": paired_by_seed(metrics, baseline)}
+    # test-time fusion: the best single model (per seed) and the best fused model on Set12, each x8
+    best_ff = max((k for k in rows if k.startswith("feature fusion")), key=lambda k: rows[k]["val/psnr"]["mean"])
+    tta_sources = {"best single x8 (tta=x8)": [runs[f"single: {best[s]}"][i] for i, s in enumerate(args.seeds)],
+                   f"{best_ff} x8 (tta=x8)": runs[best_ff]}
+    tta_gain = {}
+    for label, seed_runs in tta_sources.items():
+        plain = [m for _, m in seed_runs]
+        x8 = [evaluate_tta(run_dir, "x8") for run_dir, _ in seed_runs]
+        base_row = rows[best_ff] if label.startswith("feature") else None
+        rows[label] = {"params": base_row["params"] if base_row else float("nan"),  # the best single differs by seed
+                       "flops_256": 8 * base_row["flops_256"] if base_row else float("nan"),
+                       "images_per_s": float("nan"),
+                       "val/psnr": {"n": 0, "mean": float("nan")},
+                       **{k: seeds_summary(x8, k) for k in ("test/psnr", "test/ssim")},
+                       "train_time_s": seeds_summary(plain, "train_time_s")}
+        diffs[label] = {**paired_over_seeds(x8, baseline, "psnr"), "over_seeds": paired_by_seed(x8, baseline)}
+        tta_gain[label] = {**paired_over_seeds(x8, plain, "psnr"), "over_seeds": paired_by_seed(x8, plain)}
     ens_row = rows[f"ensemble (best on Set12: {best_ens})"]
     lines = ["## Fusion levels (gray denoising, sigma=25)", "",
              f"Budget as bench/ensemble.py ({args.epochs} epochs x {args.samples} patches per model, seeds "
              f"{', '.join(map(str, args.seeds))}); feature fusion: 4 branches of width {args.width}. PSNR/SSIM: mean "
              "over seeds ± half-width of the 95% t-interval. vs best single: paired per-image BSD68 PSNR difference "
              "to the best single model (chosen per seed on Set12), averaged over seeds, mean [95% bootstrap "
-             "interval over the 68 images]; over seeds: each seed's difference of mean PSNRs, paired by seed, mean [95% "
+             "interval over the 68 images]; x8 rows: the checkpoints above evaluated with tta=x8 (Set12 not rerun); over seeds: each seed's difference of mean PSNRs, paired by seed, mean [95% "
              "t-interval] (includes training randomness); (n.d.) = not distinguishable. FLOPs per 256x256 image (torch FlopCounterMode); images/s: "
              f"batch 1 of 256x256 on this machine's CPU ({torch.get_num_threads()} threads).", "",
              "| model | params | GFLOPs/img | FLOPs vs ensemble | img/s | Set12 PSNR | BSD68 PSNR | BSD68 SSIM | "
              "BSD68 PSNR vs best single (per image) | over seeds | train time s |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    def cell(value: float, fmt: str) -> str:
+        return "–" if math.isnan(value) else format(value, fmt)
+
     for label, r in rows.items():
         d = diffs.get(label)
-        lines.append(f"| {label} | {r['params']:,} | {r['flops_256'] / 1e9:.2f} | {r['flops_256'] / ens_row['flops_256']:.0%} | "
-                     f"{r['images_per_s']:.2f} | {fmt_ci(r['val/psnr'])} | {fmt_ci(r['test/psnr'])} | "
+        lines.append(f"| {label} | {cell(r['params'], ',')} | {cell(r['flops_256'] / 1e9, '.2f')} | "
+                     f"{cell(r['flops_256'] / ens_row['flops_256'], '.0%')} | {cell(r['images_per_s'], '.2f')} | "
+                     f"{fmt_ci(r['val/psnr']) if r['val/psnr']['n'] else '–'} | {fmt_ci(r['test/psnr'])} | "
                      f"{fmt_ci(r['test/ssim'], 4)} | {fmt_diff(d) if d else 'best single'} | "
                      f"{fmt_seed_diff(d['over_seeds']) if d else ''} | "
                      f"{r['train_time_s']['mean']:.0f} |")
@@ -127,8 +176,14 @@ def main() -> None:
         f"{label}: {fmt_diff(d)}; {fmt_seed_diff(d['over_seeds'])}" for label, d in ff_vs_ens.items()) + ".",
               "Goal (feature fusion with attention or gated reaches the ensemble's BSD68 PSNR at <= 60% of its "
               f"FLOPs): {'met on the mean by ' + ', '.join(goal) if goal else 'not met in this run'} (whether the "
-              "difference is distinguishable is in the line above).", ""]
+              "difference is distinguishable is in the line above).", "",
+              "Test-time self-ensemble (tta=x8: the 8 flips/rotations restored, inverted and averaged; 8x the FLOPs) "
+              "vs the same checkpoints without it (paired BSD68 PSNR, per image; over seeds): " + "; ".join(
+                  f"{label}: {fmt_diff(d)}; {fmt_seed_diff(d['over_seeds'])}" for label, d in tta_gain.items()) + ".",
+              "Goal (x8 adds >= 0.1 dB to a single model on BSD68): " + (
+                  "met" if tta_gain["best single x8 (tta=x8)"]["mean"] >= 0.1 else "not met") + " on the mean.", ""]
     write_results("fusion_levels", {"args": vars(args), "rows": rows, "paired_vs_best_single": diffs,
+                                    "tta_x8_vs_plain": tta_gain,
                                     "feature_fusion_vs_ensemble": ff_vs_ens, "ensemble_strategy": best_ens,
                                     "machine": machine()}, "\n".join(lines))
 
