@@ -15,5 +15,6 @@ print(ff.split(': ')[1], r['ensemble_strategy'], r['args']['seeds'][0])")
 run=logs/bench
 $PY bench/denoise_protocol.py --checkpoints $run/ensemble/s$seed/member_dncnn/checkpoints/best.ckpt \
     $run/ensemble/s$seed/fusion_$best_ens/checkpoints/best.ckpt $run/fusion_levels/s$seed/ff_$best_ff/checkpoints/best.ckpt
+$PY bench/denoise_color.py --minutes 30 --models single feature_fusion ensemble   # needs .[bench] (bm3d)
 $PY bench/gan.py
 $PY bench/throughput.py
