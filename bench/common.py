@@ -57,6 +57,29 @@ def run_train(out_dir: Path, overrides: list[str]) -> dict:
     return {**metrics, **key}
 
 
+def evaluate_checkpoint(ckpt_path: Path, out_dir: Path, overrides: list[str] = ()) -> dict:
+    """``evaluate.py ckpt_path=CKPT`` + overrides on the checkpoint's test set, written into
+    ``out_dir`` and cached there under the same key rule as :func:`run_train`. Returns
+    ``{"test/psnr", "test/ssim", "per_image", "ms_per_image"}``."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    from fusionlab.pipeline import evaluate
+
+    out_dir = Path(out_dir)
+    key = run_key([str(ckpt_path), *overrides])
+    done, key_file = out_dir / "eval.json", out_dir / "bench_key.json"
+    if not (done.is_file() and key_file.is_file() and json.loads(key_file.read_text()) == key):
+        GlobalHydra.instance().clear()
+        cfg = compose_config("eval", [f"ckpt_path={ckpt_path}", *overrides, "logger=csv", "extras.print_config=false",
+                                      f"paths.output_dir={out_dir}", "callbacks.progress_bar=null",
+                                      "trainer.enable_progress_bar=false"])
+        evaluate(cfg, [], set())
+        atomic_write_json(key_file, key)
+    result = json.loads(done.read_text())
+    return {"test/psnr": result["metrics"]["test/psnr"], "test/ssim": result["metrics"]["test/ssim"],
+            "per_image": result["per_image"], "ms_per_image": result.get("ms_per_image")}
+
+
 def seeds_summary(runs: list[dict], key: str) -> dict:
     """Mean over seeds of ``key`` with its 95% t-interval (:func:`fusionlab.reporting.stats.seed_interval`)."""
     return seed_interval([r[key] for r in runs])

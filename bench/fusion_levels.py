@@ -19,7 +19,7 @@ import time
 
 import torch
 
-from common import (ROOT, fmt_ci, fmt_diff, fmt_seed_diff, load_model, machine, paired_by_seed, paired_over_seeds,
+from common import (ROOT, evaluate_checkpoint, fmt_ci, fmt_diff, fmt_seed_diff, load_model, machine, paired_by_seed, paired_over_seeds,
                     run_train, seeds_summary, write_results)
 from ensemble import STRATEGIES, data_overrides
 
@@ -29,29 +29,8 @@ OPERATORS = ["mean", "learned", "stacked", "attention", "gated"]
 
 def evaluate_tta(run_dir, tta: str) -> dict:
     """A cached run's best checkpoint evaluated on its test set (BSD68) with the test-time
-    self-ensemble ``tta``; cached in ``RUN/eval_<tta>/`` under the same key rule as training runs.
-    Returns ``{"test/psnr", "test/ssim", "per_image", "ms_per_image"}``."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    from common import run_key
-    from fusionlab.pipeline import evaluate
-
-    out = run_dir / f"eval_{tta}"
-    key = run_key([str(run_dir), f"tta={tta}"])
-    done, key_file = out / "eval.json", out / "bench_key.json"
-    if not (done.is_file() and key_file.is_file() and json.loads(key_file.read_text()) == key):
-        GlobalHydra.instance().clear()
-        overrides = [f"ckpt_path={run_dir / 'checkpoints' / 'best.ckpt'}", f"tta={tta}", "logger=csv",
-                     "extras.print_config=false", f"paths.output_dir={out}", "callbacks.progress_bar=null",
-                     "trainer.enable_progress_bar=false"]
-        with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-            cfg = compose("eval", overrides=overrides)
-        evaluate(cfg, [], set())
-        key_file.write_text(json.dumps(key))
-    result = json.loads(done.read_text())
-    return {"test/psnr": result["metrics"]["test/psnr"], "test/ssim": result["metrics"]["test/ssim"],
-            "per_image": result["per_image"], "ms_per_image": result.get("ms_per_image")}
+    self-ensemble ``tta``, cached in ``RUN/eval_<tta>/``."""
+    return evaluate_checkpoint(run_dir / "checkpoints" / "best.ckpt", run_dir / f"eval_{tta}", [f"tta={tta}"])
 
 
 @torch.no_grad()
