@@ -1,0 +1,193 @@
+"""Sample-quality and mode-coverage metrics for digits, with no downloaded weights.
+
+A small CNN classifier is trained by the project on the training digits of
+:func:`fusionlab.data.digits.digit_split` and tested on the held-out ones (its accuracy is
+reported beside every number it produces). It is cached on disk, keyed by its configuration and
+this file's source. Generated samples are read with it:
+
+- ``modes_covered``: distinct classes among the samples (of 10 digits, or of 1,000 stacked triples;
+  each channel of a stacked sample is classified on its own);
+- ``mode_kl``: KL(class histogram of the samples || uniform), in nats;
+- ``fd_digits``: the Fréchet distance between the classifier's penultimate features of samples and
+  of the reference images (torchmetrics' FID computation with this extractor; per channel features
+  concatenated for stacked digits). It is not FID, whose feature space is Inception-v3's;
+- ``precision`` / ``recall``: Kynkäänniemi et al. 2019, "Improved precision and recall metric for
+  assessing generative models": a sample is precise when it falls inside the k-NN ball of some
+  reference feature, a reference is recalled when it falls inside the k-NN ball of some sample
+  (k = 3, Euclidean, equal numbers of each). No maintained package offers it without pulling
+  TensorFlow or downloading weights, so it is written here (batched pairwise distances).
+"""
+
+import hashlib
+import logging
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+log = logging.getLogger("fusionlab")
+
+
+class DigitClassifier(nn.Module):
+    """conv-conv-pool-conv-pool, a 128-d penultimate layer (the feature space), 10 logits."""
+
+    num_features = 128
+
+    def __init__(self, width: int = 32) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(1, width, 3, padding=1), nn.ReLU(), nn.Conv2d(width, width, 3, padding=1), nn.ReLU(),
+            nn.MaxPool2d(2), nn.Conv2d(width, 2 * width, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(2),
+            nn.Flatten(), nn.Linear(8 * width, self.num_features), nn.ReLU())
+        self.head = nn.Linear(self.num_features, 10)
+
+    def features(self, digits: torch.Tensor) -> torch.Tensor:
+        return self.body(digits.float())
+
+    def forward(self, digits: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(digits))
+
+
+def shift(images: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
+    """Each image translated by a random integer offset in [-max_shift, max_shift] (zero fill)."""
+    if max_shift == 0:
+        return images
+    n, _, h, w = images.shape
+    padded = F.pad(images, [max_shift] * 4)
+    dy, dx = torch.randint(0, 2 * max_shift + 1, (2, n), generator=generator)
+    rows = (dy[:, None] + torch.arange(h))[:, :, None].expand(n, h, w)
+    cols = (dx[:, None] + torch.arange(w))[:, None, :].expand(n, h, w)
+    return padded[torch.arange(n)[:, None, None], 0, rows, cols][:, None]
+
+
+def classifier_key(image_size: int, width: int, epochs: int, seed: int) -> str:
+    source = Path(__file__).read_bytes() + (Path(__file__).parents[1] / "data" / "digits.py").read_bytes()
+    text = f"{image_size}|{width}|{epochs}|{seed}|{hashlib.sha256(source).hexdigest()}"
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def train_classifier(image_size: int = 16, width: int = 32, epochs: int = 60, seed: int = 0,
+                     cache_dir: str | Path | None = None) -> tuple[DigitClassifier, float]:
+    """The digit classifier for ``image_size`` digits and its accuracy on the held-out digits;
+    loaded from ``cache_dir`` when a classifier of this configuration was trained before."""
+    from fusionlab.data.digits import digit_split
+
+    path = Path(cache_dir) / f"digit-classifier-{classifier_key(image_size, width, epochs, seed)}.pt" \
+        if cache_dir else None
+    model = DigitClassifier(width)
+    if path is not None and path.is_file():
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+        model.load_state_dict(saved["state_dict"])
+        return model.eval().requires_grad_(False), float(saved["test_accuracy"])
+    split = digit_split(image_size)
+    (x, y), (xt, yt) = split["train"], split["test"]
+    g = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    model = DigitClassifier(width)
+    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3, total_steps=epochs * ((len(x) + 127) // 128))
+    model.train()
+    for _ in range(epochs):
+        order = torch.randperm(len(x), generator=g)
+        for start in range(0, len(x), 128):
+            idx = order[start:start + 128]
+            loss = F.cross_entropy(model(shift(x[idx], max(1, image_size // 8), g)), y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+    model.eval().requires_grad_(False)
+    with torch.no_grad():
+        accuracy = float((model(xt).argmax(1) == yt).float().mean())
+    log.info("digit classifier (%d px): held-out accuracy %.4f on %d digits", image_size, accuracy, len(yt))
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        torch.save({"state_dict": model.state_dict(), "test_accuracy": accuracy}, tmp)
+        tmp.replace(path)
+    return model, accuracy
+
+
+class DigitReader(nn.Module):
+    """Reads samples with the classifier: ``(modes, confidence, features)`` per sample. A stacked
+    sample's channels are classified as three digits (mode ``100 r + 10 g + b``, confidence the
+    product of the three, features concatenated)."""
+
+    def __init__(self, classifier: DigitClassifier, channels: int) -> None:
+        super().__init__()
+        self.classifier, self.channels = classifier.eval().requires_grad_(False), channels
+        self.num_features = classifier.num_features * channels  # read by torchmetrics' FID
+
+    def train(self, mode: bool = True):
+        return super().train(False)
+
+    @torch.no_grad()
+    def read(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        n, c = images.shape[:2]
+        digits = images.float().clamp(0, 1).reshape(n * c, 1, *images.shape[-2:])
+        feats = self.classifier.features(digits)
+        probs = self.classifier.head(feats).softmax(1)
+        conf, labels = probs.max(1)
+        place = 10 ** torch.arange(c - 1, -1, -1, device=images.device)
+        modes = (labels.reshape(n, c) * place).sum(1)
+        return modes, conf.reshape(n, c).prod(1), feats.reshape(n, -1)
+
+    @torch.no_grad()
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Features only (the extractor torchmetrics' FID calls), in float64."""
+        return self.read(images)[2].double()
+
+
+def mode_statistics(modes: torch.Tensor, num_modes: int) -> dict[str, float]:
+    """``modes_covered`` and ``mode_kl`` = KL(histogram || uniform over ``num_modes``), nats."""
+    counts = torch.bincount(modes.long().flatten(), minlength=num_modes).double()
+    p = counts / counts.sum()
+    nz = p > 0
+    kl = float((p[nz] * (p[nz] * num_modes).log()).sum())
+    return {"modes_covered": float(nz.sum()), "mode_kl": kl}
+
+
+def knn_radii(feats: torch.Tensor, k: int = 3, chunk: int = 2048) -> torch.Tensor:
+    """Distance of each feature to its k-th nearest other feature."""
+    out = []
+    for start in range(0, len(feats), chunk):
+        d = torch.cdist(feats[start:start + chunk], feats)
+        out.append(d.kthvalue(k + 1, dim=1).values)  # the 1st is the point itself (distance 0)
+    return torch.cat(out)
+
+
+def coverage(query: torch.Tensor, support: torch.Tensor, radii: torch.Tensor, chunk: int = 2048) -> float:
+    """Fraction of ``query`` inside at least one ball ``(support[j], radii[j])``."""
+    inside = []
+    for start in range(0, len(query), chunk):
+        d = torch.cdist(query[start:start + chunk], support)
+        inside.append((d <= radii[None]).any(1))
+    return float(torch.cat(inside).float().mean())
+
+
+def precision_recall(real: torch.Tensor, fake: torch.Tensor, k: int = 3) -> dict[str, float]:
+    """Kynkäänniemi et al. 2019 precision and recall of ``fake`` against ``real`` features; both sets
+    are cut to the smaller size (first rows) as in the paper's equal-size protocol."""
+    n = min(len(real), len(fake))
+    real, fake = real[:n].double(), fake[:n].double()
+    return {"precision": coverage(fake, real, knn_radii(real, k)),
+            "recall": coverage(real, fake, knn_radii(fake, k))}
+
+
+def frechet_distance(real: torch.Tensor, fake: torch.Tensor) -> float:
+    """Fréchet distance between Gaussians fitted to two feature sets, by torchmetrics' FID code."""
+    from torchmetrics.image.fid import _compute_fid
+
+    def stats(f):
+        f = f.double()
+        mu = f.mean(0)
+        centred = f - mu
+        return mu, centred.t() @ centred / (len(f) - 1)
+
+    (mu1, s1), (mu2, s2) = stats(real), stats(fake)
+    return float(_compute_fid(mu1, s1, mu2, s2))
+
+
+__all__ = ["DigitClassifier", "DigitReader", "frechet_distance", "mode_statistics", "precision_recall",
+           "train_classifier"]
