@@ -1,5 +1,7 @@
 """Weight-space fusion: model soups (uniform, greedy, weighted) and training-time EMA/SWA."""
 
+import json
+
 import pytest
 import torch
 from hydra.core.global_hydra import GlobalHydra
@@ -157,3 +159,14 @@ def test_training_time_weight_averaging_changes_the_saved_weights(tmp_path, aver
     if averaging == "ema":
         assert torch.equal(averaged["current_model_state"][key], plain["state_dict"][key]), \
             "the raw weights are the plain run's, kept beside the average"
+    else:  # last.ckpt holds Lightning's SWA average (parameters; BatchNorm statistics recomputed)
+        swa = next(v for k, v in averaged["callbacks"].items() if "StochasticWeightAveraging" in k)
+        assert torch.equal(swa["average_model_state"][key], averaged["state_dict"][key])
+    # the test phase of train.py measured the averaged weights: evaluate.py on the reported best
+    # checkpoint (which holds the average) gives the same test PSNR
+    metrics = json.loads((tmp_path / averaging / "metrics.json").read_text())
+    GlobalHydra.instance().clear()
+    ecfg = compose_cfg(tmp_path / "eval", [f"ckpt_path={metrics['best_checkpoint']}", "logger=csv",
+                                           "metrics.fid.extractor=none"], config_name="eval", hydra_node=True)
+    result = evaluate(ecfg, [], groups_of(ecfg))
+    assert result["metrics"]["test/psnr"] == pytest.approx(metrics["test/psnr"], abs=1e-4)

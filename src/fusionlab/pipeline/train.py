@@ -5,6 +5,7 @@ import time
 from pathlib import Path
 
 import lightning as L
+import torch
 from omegaconf import DictConfig
 
 from fusionlab.callbacks.checkpoint_config import ConfigInCheckpoint
@@ -20,6 +21,31 @@ from fusionlab.utils.resume import resolve_ckpt_path
 from fusionlab.utils.version import code_version
 
 log = logging.getLogger("fusionlab")
+
+
+def averaged_weights(trainer: L.Trainer, model: L.LightningModule, best: str | None, out_dir: Path
+                     ) -> tuple[str | None, str | None]:
+    """``(checkpoint for trainer.test, checkpoint reported as best)`` such that training-time weight
+    averaging (``weight_averaging=ema|swa``) is what gets tested.
+
+    - ``EMAWeightAveraging`` (Lightning's ``WeightAveraging``) saves the average as the checkpoint's
+      ``state_dict``, but when the trainer that fitted loads a checkpoint it restores the raw weights
+      (``current_model_state``) for resuming; so the average is loaded here and the model is tested
+      as it is.
+    - ``StochasticWeightAveraging`` puts the average into the model in an extra epoch that only
+      recomputes BatchNorm statistics and takes no optimizer step, so ``ModelCheckpoint`` never
+      saves it: it is saved here as ``last.ckpt``, reported as the best checkpoint and tested.
+    """
+    from lightning.pytorch.callbacks import StochasticWeightAveraging, WeightAveraging
+
+    if any(isinstance(c, StochasticWeightAveraging) for c in trainer.callbacks):
+        path = out_dir / "checkpoints" / "last.ckpt"
+        trainer.save_checkpoint(path)
+        return None, str(path)
+    if best and any(isinstance(c, WeightAveraging) for c in trainer.callbacks):
+        model.load_state_dict(torch.load(best, map_location=model.device, weights_only=False)["state_dict"])
+        return None, best
+    return best, best
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
@@ -47,10 +73,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
                **scalars(trainer.callback_metrics, "val/")}
         ckpt_cb = trainer.checkpoint_callback
         best = ckpt_cb.best_model_path if ckpt_cb is not None and ckpt_cb.best_model_path else None
+        tested, best = averaged_weights(trainer, model, best, out_dir)
         test: dict[str, float] = {}
         records: list[dict] = []
         if cfg.get("test", True):
-            trainer.test(model, datamodule=datamodule, ckpt_path=best, weights_only=False)
+            trainer.test(model, datamodule=datamodule, ckpt_path=tested, weights_only=False)
             test = scalars(trainer.callback_metrics, "test/")
             records = list(model.test_records)
         result = {
