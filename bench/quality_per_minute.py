@@ -8,7 +8,8 @@ then tested on BSD68 (the weights at that minute, no selection on the test set).
   - output level: the mean ensemble of DnCNN, U-Net and ResNet members, each trained for a third of
     the budget; a point at t minutes fuses the members' checkpoints at t/3 minutes each;
   - feature level: ``experiment=denoise_fast_cpu`` (4 encoder branches, stacked fusion);
-  - weight level: the same with ``weight_averaging=ema`` (the checkpoints hold the average);
+  - weight level: not as a curve (bench/weight_fusion.py measures soups, SWA and EMA at a fixed
+    budget; each extra curve costs --minutes of CPU);
   - test time: the feature-level model's final checkpoint under ``tta=x8`` (8x the inference).
 
     .venv/bin/python bench/quality_per_minute.py [--minutes 20] [--seed 1]
@@ -70,9 +71,6 @@ def main() -> None:
     ff = train("feature_fusion", [*FF, f"seed={args.seed}", f"data.samples_per_epoch={args.samples}",
                                   *budget(args.minutes)])
     curves["feature fusion: stacked (denoise_fast_cpu)"] = curve(ff, args.minutes)
-    ema = train("feature_fusion_ema", [*FF, f"seed={args.seed}", f"data.samples_per_epoch={args.samples}",
-                                       *budget(args.minutes), "weight_averaging=ema"])
-    curves["feature fusion + EMA (weights)"] = curve(ema, args.minutes)
     single = train("single_resnet", [*data, *MEMBERS["resnet"], *budget(args.minutes)])
     curves["single: resnet"] = curve(single, args.minutes)
     third = args.minutes / 3

@@ -16,5 +16,8 @@ run=logs/bench
 $PY bench/denoise_protocol.py --checkpoints $run/ensemble/s$seed/member_dncnn/checkpoints/best.ckpt \
     $run/ensemble/s$seed/fusion_$best_ens/checkpoints/best.ckpt $run/fusion_levels/s$seed/ff_$best_ff/checkpoints/best.ckpt
 $PY bench/denoise_color.py --minutes 30 --models single feature_fusion ensemble   # needs .[bench] (bm3d)
+$PY bench/weight_fusion.py --part soups
+$PY bench/weight_fusion.py --part averaging
+$PY bench/quality_per_minute.py --minutes 20
 $PY bench/gan.py
 $PY bench/throughput.py
