@@ -127,6 +127,12 @@ class DigitsDataModule(GenerationDataModule):
             self.image_names = [f"digit{i:04d}" for i in range(len(digits))]
         return self.images
 
+    def heldout_images(self) -> torch.Tensor:
+        """Digits never trained on (the held-out split; for stacked digits 1,000 fixed stacks of
+        them): where the VAE's validation ELBO is measured."""
+        digits, labels = digit_split(self.image_size)["test"]
+        return stack_digits(digits, labels, 1000, seed=1)[0] if self.stacked else digits
+
     def setup(self, stage: str | None = None) -> None:
         self.load()
         if self.stacked and stage in ("fit", None) and self.train_set is None:

@@ -26,7 +26,7 @@ class GenerationEvaluator(Evaluator):
         super().__init__()
         self.reference: torch.Tensor | None = None
         self.reference_spacing: float | None = None
-        self.reader = None            # DigitReader on digit data
+        self._reader: list = []       # [DigitReader] on digit data; a list keeps it out of checkpoints
         self.num_modes = 0
         self.classifier_accuracy = 0.0
         self.reference_features: torch.Tensor | None = None
@@ -46,11 +46,15 @@ class GenerationEvaluator(Evaluator):
             from fusionlab.metrics.digits import DigitReader
 
             classifier, self.classifier_accuracy = datamodule.classifier()
-            self.reader = DigitReader(classifier, datamodule.channels)
+            self._reader = [DigitReader(classifier, datamodule.channels)]
             self.num_modes = datamodule.modes
             images = torch.stack(ref[0])
             self.reference_features = torch.cat([self.reader.read(images[i:i + 1000])[2]
                                                  for i in range(0, len(images), 1000)])
+
+    @property
+    def reader(self):
+        return self._reader[0] if self._reader else None
 
     def update(self, stage: str, batch: dict, outputs: dict[str, torch.Tensor], module, ms: float | None = None
                ) -> dict:

@@ -67,21 +67,12 @@ def classifier_key(image_size: int, width: int, epochs: int, seed: int) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def train_classifier(image_size: int = 16, width: int = 32, epochs: int = 60, seed: int = 0,
-                     cache_dir: str | Path | None = None) -> tuple[DigitClassifier, float]:
-    """The digit classifier for ``image_size`` digits and its accuracy on the held-out digits;
-    loaded from ``cache_dir`` when a classifier of this configuration was trained before."""
+def fit_classifier(image_size: int, width: int, epochs: int, seed: int) -> tuple[DigitClassifier, float]:
+    """Train the classifier on the training digits (random shifts); accuracy on the held-out ones."""
     from fusionlab.data.digits import digit_split
 
-    path = Path(cache_dir) / f"digit-classifier-{classifier_key(image_size, width, epochs, seed)}.pt" \
-        if cache_dir else None
-    model = DigitClassifier(width)
-    if path is not None and path.is_file():
-        saved = torch.load(path, map_location="cpu", weights_only=True)
-        model.load_state_dict(saved["state_dict"])
-        return model.eval().requires_grad_(False), float(saved["test_accuracy"])
     split = digit_split(image_size)
-    (x, y), (xt, yt) = split["train"], split["test"]
+    (x, y), (xt, yt) = [(a.clone(), b.clone()) for a, b in (split["train"], split["test"])]  # not inference tensors
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     model = DigitClassifier(width)
@@ -100,7 +91,25 @@ def train_classifier(image_size: int = 16, width: int = 32, epochs: int = 60, se
     model.eval().requires_grad_(False)
     with torch.no_grad():
         accuracy = float((model(xt).argmax(1) == yt).float().mean())
-    log.info("digit classifier (%d px): held-out accuracy %.4f on %d digits", image_size, accuracy, len(yt))
+    return model, accuracy
+
+
+def train_classifier(image_size: int = 16, width: int = 32, epochs: int = 60, seed: int = 0,
+                     cache_dir: str | Path | None = None) -> tuple[DigitClassifier, float]:
+    """The digit classifier for ``image_size`` digits and its accuracy on the held-out digits;
+    loaded from ``cache_dir`` when a classifier of this configuration was trained before. Training
+    leaves the global random state as it found it (it may run in the middle of a training run)."""
+    path = Path(cache_dir) / f"digit-classifier-{classifier_key(image_size, width, epochs, seed)}.pt" \
+        if cache_dir else None
+    model = DigitClassifier(width)
+    if path is not None and path.is_file():
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+        model.load_state_dict(saved["state_dict"])
+        return model.eval().requires_grad_(False), float(saved["test_accuracy"])
+    # also when first needed inside validation (inference mode)
+    with torch.random.fork_rng(devices=[]), torch.inference_mode(False), torch.enable_grad():
+        model, accuracy = fit_classifier(image_size, width, epochs, seed)
+    log.info("digit classifier (%d px): held-out accuracy %.4f", image_size, accuracy)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp")

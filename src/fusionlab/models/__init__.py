@@ -8,6 +8,7 @@ from fusionlab.models.dncnn import DnCNN
 from fusionlab.models.resnet import EDSR
 from fusionlab.models.stylizer import StyleTransferGenerator
 from fusionlab.models.unet import UNet
+from fusionlab.models.vae import ConvEncoder
 
-__all__ = ["DCGANDiscriminator", "DCGANGenerator", "DnCNN", "EDSR", "PatchDiscriminator",
+__all__ = ["ConvEncoder", "DCGANDiscriminator", "DCGANGenerator", "DnCNN", "EDSR", "PatchDiscriminator",
            "StyleTransferGenerator", "UNet"]
