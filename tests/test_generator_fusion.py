@@ -98,3 +98,23 @@ def test_two_stage_fuses_a_gan_and_a_vae_decoder_and_trains_only_the_fuser(tmp_p
     bad = [o.replace("approach.generators.g2.latent_dim=32", "approach.generators.g2.latent_dim=16") for o in over]
     with pytest.raises(DataError, match=r"approach.member_checkpoints\[1\]"):
         train(compose_cfg(tmp_path / "bad", bad))
+
+
+def test_heterogeneous_mixture_of_two_gans_and_a_frozen_vae_decoder(tmp_path, gan_and_vae):
+    vae = gan_and_vae / "vae" / "checkpoints" / "last.ckpt"
+    over = [*BASE, "approach=gan_mixture", "approach.num_generators=3", "approach.discriminator.width=8",
+            "+generator@approach.generators.gan1=dcgan", "+generator@approach.generators.gan2=dcgan",
+            "+generator@approach.generators.vae=dcgan", "approach.generators.gan1.width=8",
+            "approach.generators.gan2.width=8", "approach.generators.vae.width=8",
+            "approach.generators.vae.latent_dim=32", f"approach.member_checkpoints=[null,null,{vae}]",
+            "approach.frozen_members=[vae]", "approach.learn_weights=true", f"data.cache_dir={tmp_path / 'cache'}"]
+    metrics = train(compose_cfg(tmp_path / "mix", over))
+    assert 1 <= metrics["test/modes_covered"] <= 10
+    state = torch.load(tmp_path / "mix" / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
+    vae_state = torch.load(vae, weights_only=False)["state_dict"]
+    vkey = next(k for k in vae_state if k.startswith("generator.") and k.endswith("weight"))
+    assert torch.equal(state[vkey.replace("generator.", "generator.2.", 1)], vae_state[vkey]), "frozen VAE decoder"
+    assert state["generator.0.net.0.weight"].shape[0] == 64 and state["generator.2.net.0.weight"].shape[0] == 32
+    GlobalHydra.instance().clear()
+    with pytest.raises(ConfigError, match="^approach.frozen_members: unknown member"):
+        train(compose_cfg(tmp_path / "bad", [o.replace("frozen_members=[vae]", "frozen_members=[vea]") for o in over]))

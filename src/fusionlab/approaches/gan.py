@@ -19,7 +19,7 @@ makes them specialise.
 """
 
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -29,7 +29,7 @@ from fusionlab.approaches.adversarial import EMA, AdversarialModule
 from fusionlab.approaches.sampling import LatentSampler
 from fusionlab.losses.adversarial import GANLoss, r1_penalty
 from fusionlab.evaluation import GenerationEvaluator
-from fusionlab.utils.errors import ConfigError
+from fusionlab.utils.errors import ConfigError, check
 
 
 class UnconditionalGan(LatentSampler, AdversarialModule):
@@ -85,10 +85,16 @@ class UnconditionalGan(LatentSampler, AdversarialModule):
 
 class GanMixture(UnconditionalGan):
     """A mixture of ``num_generators`` generators (each built by the ``generator`` factory, so each has
-    its own random initialisation) sharing one discriminator.
+    its own random initialisation) sharing one discriminator, or of the heterogeneous ``generators``
+    (name -> network, each with its own latent size; member ``j`` reads the first ``latent_dim_j``
+    coordinates of the shared latent, whose size is the largest).
 
     :param mixture_weights: sampling probability per generator (normalised); null = uniform.
     :param learn_weights: learn the mixture weights (softmax logits) with the generators' loss.
+    :param member_checkpoints: per member, a generation checkpoint to start from (a GAN's EMA
+        generator, a VAE's decoder) or null.
+    :param frozen_members: names of members kept fixed (eval mode, not trained), e.g. a trained
+        VAE decoder beside GANs trained in the mixture.
     """
 
     LOSS_TERMS = ("adv", "r1", "cls", "entropy")
@@ -98,15 +104,33 @@ class GanMixture(UnconditionalGan):
                  mixture_weights: Sequence[float] | None = None, learn_weights: bool = False,
                  scheduler_g: Callable | None = None, scheduler_d: Callable | None = None,
                  loss_weights: dict[str, float] | None = None, n_critic: int = 1, grad_clip: float | None = None,
-                 ema_decay: float | None = None, grid_samples: int = 8) -> None:
-        if int(num_generators) < 1:
-            raise ConfigError("approach.num_generators", f"must be >= 1, got {num_generators}")
-        members = nn.ModuleList([generator() for _ in range(int(num_generators))])
-        latent = {int(m.latent_dim) for m in members}
+                 ema_decay: float | None = None, grid_samples: int = 8,
+                 generators: Mapping[str, nn.Module] | None = None, member_checkpoints: Sequence[str | None] | None = None,
+                 frozen_members: Sequence[str] = ()) -> None:
+        if generators:
+            names, members = list(generators), nn.ModuleList(generators.values())
+        else:
+            if int(num_generators) < 1:
+                raise ConfigError("approach.num_generators", f"must be >= 1, got {num_generators}")
+            names = [f"g{i}" for i in range(int(num_generators))]
+            members = nn.ModuleList([generator() for _ in names])
+        shapes = {n: (int(m.channels), getattr(m, "image_size", None)) for n, m in zip(names, members)}
+        check(len(set(shapes.values())) == 1, "approach.generators",
+              f"members must make images of one shape (channels, size): {shapes}")
+        unknown = sorted(set(frozen_members or ()) - set(names))
+        check(not unknown, "approach.frozen_members", f"unknown member(s) {unknown}: members are {names}")
+        checkpoints = list(member_checkpoints or [])
+        check(not checkpoints or len(checkpoints) == len(members), "approach.member_checkpoints",
+              f"one entry (a checkpoint or null) per member ({len(members)}), got {len(checkpoints)}")
         super().__init__(members[0], discriminator, gan_loss, optimizer_g, optimizer_d, scheduler_g, scheduler_d,
                          loss_weights, n_critic, grad_clip, None, grid_samples)
-        self.generator = members  # all K are trained by optimizer_g
-        self.latent_dim = latent.pop()
+        self.generator = members  # all K are trained by optimizer_g (except the frozen ones)
+        self.member_names, self.member_checkpoints = names, checkpoints
+        self.frozen = [names.index(n) for n in frozen_members or ()]
+        for i in self.frozen:
+            members[i].requires_grad_(False)
+        self.latent_dims = [int(m.latent_dim) for m in members]
+        self.latent_dim = max(self.latent_dims)
         self.num_generators = len(members)
         if self.weight("cls") > 0 and getattr(getattr(discriminator, "classifier", None), "out_channels", 0) != len(
                 members):
@@ -131,8 +155,38 @@ class GanMixture(UnconditionalGan):
         return torch.softmax(self.mixture_logits.float(), dim=0)
 
     def generator_parameters(self):
-        params = list(self.generator.parameters())
+        params = [p for p in self.generator.parameters() if p.requires_grad]
         return params + [self.mixture_logits] if self.learn_weights else params
+
+    def setup(self, stage: str) -> None:
+        """Members with a checkpoint start from its inference generator (before the EMA copy syncs)."""
+        if stage != "fit" or not any(self.member_checkpoints):
+            return
+        from fusionlab.approaches.generator_fusion import generator_state
+        from fusionlab.utils.errors import DataError
+
+        for i, path in enumerate(self.member_checkpoints):
+            if path is None:
+                continue
+            key = f"approach.member_checkpoints[{i}]"
+            try:
+                self.generator[i].load_state_dict(generator_state(str(path), key), strict=True)
+            except RuntimeError as exc:
+                raise DataError(path, f"weights do not fit member {self.member_names[i]}: "
+                                f"{str(exc).splitlines()[0]}", key) from None
+        if self.ema is not None:
+            self.ema.module.load_state_dict(self.generator.state_dict())
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        for i in getattr(self, "frozen", ()):
+            self.generator[i].train(False)  # frozen members keep their BatchNorm statistics
+        return self
+
+    def on_train_epoch_start(self) -> None:
+        super().on_train_epoch_start()
+        for i in self.frozen:  # Lightning restores each submodule's own mode rather than calling train()
+            self.generator[i].train(False)
 
     # ---- sampling ---------------------------------------------------------------------------
     def run_members(self, members: nn.ModuleList, z: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
@@ -142,7 +196,7 @@ class GanMixture(UnconditionalGan):
             rows = (k == j).nonzero().flatten()
             if rows.numel() == 0:
                 continue
-            images = member(z[rows])
+            images = member(z[rows][:, :self.latent_dims[j]])
             if out is None:
                 out = images.new_empty((z.shape[0], *images.shape[1:]))
             out[rows] = images
@@ -180,10 +234,10 @@ class GanMixture(UnconditionalGan):
         """One row per generator, all on the same fixed latents: what each member draws."""
         z = self.latents(torch.arange(self.grid_samples), seed)
         with torch.no_grad():
-            return [list(m(z).cpu()) for m in self._members()]
+            return [list(m(z[:, :d]).cpu()) for m, d in zip(self._members(), self.latent_dims)]
 
     def interpolate_images(self, z: torch.Tensor) -> torch.Tensor:
-        return self._members()[0](z)
+        return self._members()[0](z[:, :self.latent_dims[0]])
 
     # ---- training ---------------------------------------------------------------------------
     def generate(self, batch: dict) -> tuple[torch.Tensor, dict]:
