@@ -5,8 +5,11 @@ Generator terms (weights in ``loss_weights``): ``adv`` (GANLoss), ``content`` (f
 the content), ``style`` (mean/std or Gram distance to the style), ``identity`` (``G(s, s) ~ s``,
 L1), ``tv``; discriminator terms: ``adv`` on real style crops and detached outputs passed through
 D together, optional ``r1``. The feature space of the content/style terms (``features``) is
-``vgg19`` (a local torchvision VGG-19 file, ``vgg_weights``) or ``discriminator``: the image itself
-followed by D's block activations, computed with D frozen (D is toggled off during the G step).
+``vgg19`` (a local torchvision VGG-19 file, ``vgg_weights``), ``random_multiscale`` (fixed random
+filter banks of several sizes, :mod:`fusionlab.models.random_features`, seeded by
+``random_features.seed``: no weights to download, and a space that does not move during training)
+or ``discriminator``: the image itself followed by D's block activations, computed with D frozen (D
+is toggled off during the G step).
 
 Validation/test log ``content_ssim`` (gray SSIM between output and content), ``style_distance``
 (in the configured feature space; in ``discriminator`` space it moves with D, so compare it within
@@ -28,12 +31,13 @@ from fusionlab.losses.style import content_loss, style_distance
 from fusionlab.evaluation import StyleEvaluator
 from fusionlab.utils.errors import ConfigError
 
-FEATURE_SPACES = ("vgg19", "discriminator")
+FEATURE_SPACES = ("vgg19", "discriminator", "random_multiscale")
 
 
 class GanStyleTransfer(AdversarialModule):
-    """:param features: ``vgg19`` or ``discriminator`` (see the module docstring).
+    """:param features: ``vgg19``, ``random_multiscale`` or ``discriminator`` (see the module docstring).
     :param vgg_weights: torchvision VGG-19 state dict file (``features=vgg19``).
+    :param random_features: ``kernel_sizes``, ``width``, ``seed`` of ``features=random_multiscale``.
     :param vgg_layers: VGG layers of the feature space, shallow to deep.
     :param style_kind: ``mean_std`` or ``gram``.
     :param content_layers: indices into the feature list for the content term (-1: deepest).
@@ -59,6 +63,7 @@ class GanStyleTransfer(AdversarialModule):
         vgg_layers: Sequence[str] = ("relu1_1", "relu2_1", "relu3_1", "relu4_1"),
         style_kind: str = "mean_std",
         content_layers: Sequence[int] = (-1,),
+        random_features: dict | None = None,
     ) -> None:
         super().__init__(generator, discriminator, gan_loss, optimizer_g, optimizer_d, scheduler_g, scheduler_d,
                          loss_weights, n_critic, grad_clip, ema_decay)
@@ -69,7 +74,18 @@ class GanStyleTransfer(AdversarialModule):
         self.features_name, self.style_kind = features, style_kind
         self.content_layers = tuple(int(i) for i in content_layers)
         self.conditioned = getattr(discriminator, "cond_channels", 0) > 0
-        self._vgg: list[nn.Module] = []  # kept out of state_dict and optimizers
+        self._vgg: list[nn.Module] = []  # a fixed feature network, kept out of state_dict and optimizers
+        if features == "random_multiscale":
+            from fusionlab.models.random_features import RandomMultiscaleFeatures
+
+            options = dict(random_features or {})
+            unknown = sorted(set(options) - {"kernel_sizes", "width", "seed"})
+            if unknown:
+                raise ConfigError("approach.random_features", f"unknown keys {unknown}: expected kernel_sizes, width, seed")
+            try:
+                self._vgg.append(RandomMultiscaleFeatures(int(generator.channels), **options))
+            except (ValueError, TypeError) as exc:
+                raise ConfigError("approach.random_features", str(exc)) from None
         if features == "vgg19":
             if not vgg_weights:
                 raise ConfigError("approach.vgg_weights", "features=vgg19 needs a local VGG-19 weights file "
