@@ -151,7 +151,7 @@ def averaging_table(args, per_seed: dict) -> None:
              f"DnCNN (depth 10, width 32, BatchNorm) trained from scratch for {total} epochs x {args.samples} patches "
              f"(the soups' total: base + fine-tune), plain, with Lightning's StochasticWeightAveraging from "
              f"{args.swa_start:.0%} of the epochs (swa_lrs {args.swa_lr:g}; BatchNorm recomputed) and with its "
-             f"EMAWeightAveraging (decay {args.ema_decay}, buffers averaged). Tested: the averaged weights. Seeds "
+             f"EMA (fusionlab WarmupEMAWeightAveraging: decay {args.ema_decay} after a warm-up, buffers averaged). Tested: the averaged weights. Seeds "
              f"{', '.join(map(str, args.seeds))}: mean ± half-width of the 95% t-interval; vs plain: paired per BSD68 "
              "image [95% bootstrap interval] and by seed [95% t-interval]; (n.d.) = not distinguishable.", "",
              "| model | Set12 PSNR (last validation) | BSD68 PSNR | BSD68 SSIM | vs plain (per image) | over seeds | train s |",

@@ -170,3 +170,26 @@ def test_training_time_weight_averaging_changes_the_saved_weights(tmp_path, aver
                                            "metrics.fid.extractor=none"], config_name="eval", hydra_node=True)
     result = evaluate(ecfg, [], groups_of(ecfg))
     assert result["metrics"]["test/psnr"] == pytest.approx(metrics["test/psnr"], abs=1e-4)
+
+
+def test_warmed_up_ema_forgets_the_initial_weights_and_buffers():
+    """Lightning's fixed-decay EMA keeps decay**n of the initialisation (BatchNorm's running variance
+    of 1 included); the warmed-up one does not, and copies integer buffers."""
+    from torch.optim.swa_utils import AveragedModel
+
+    from fusionlab.approaches.adversarial import warmup_ema_multi_avg_fn
+    from fusionlab.callbacks.averaging import WarmupEMAWeightAveraging
+
+    net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4))
+    ema = AveragedModel(net, multi_avg_fn=warmup_ema_multi_avg_fn(0.99), use_buffers=True)
+    with torch.no_grad():
+        for _ in range(300):
+            net[1].running_var.fill_(0.01)
+            net[1].num_batches_tracked += 1
+            ema.update_parameters(net)
+    assert torch.allclose(ema.module[1].running_var, torch.full((4,), 0.01), rtol=0.01)  # fixed decay: ~0.06
+    assert int(ema.module[1].num_batches_tracked) == 300
+    cb = WarmupEMAWeightAveraging(decay=0.99)
+    assert "multi_avg_fn" in cb._kwargs and "avg_fn" not in cb._kwargs
+    with pytest.raises(ConfigError, match="^callbacks.weight_averaging.decay"):
+        WarmupEMAWeightAveraging(decay=1.0)

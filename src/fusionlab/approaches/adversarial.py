@@ -50,7 +50,13 @@ def warmup_ema_multi_avg_fn(decay: float) -> Callable:
     @torch.no_grad()
     def update(ema: list[torch.Tensor], model: list[torch.Tensor], num_averaged: torch.Tensor) -> None:
         n = float(num_averaged)
-        torch._foreach_lerp_(ema, [p.to(e.dtype) for p, e in zip(model, ema)], 1.0 - min(decay, (1 + n) / (10 + n)))
+        floats = [(e, p) for e, p in zip(ema, model) if e.is_floating_point()]
+        if floats:
+            torch._foreach_lerp_([e for e, _ in floats], [p.to(e.dtype) for e, p in floats],
+                                 1.0 - min(decay, (1 + n) / (10 + n)))
+        for e, p in zip(ema, model):  # integer buffers (BatchNorm's num_batches_tracked) are copied
+            if not e.is_floating_point():
+                e.copy_(p)
 
     return update
 
