@@ -73,7 +73,9 @@ def evaluate_checkpoint(ckpt_path: Path, out_dir: Path, overrides: list[str] = (
         cfg = compose_config("eval", [f"ckpt_path={ckpt_path}", *overrides, "logger=csv", "extras.print_config=false",
                                       f"paths.output_dir={out_dir}", "callbacks.progress_bar=null",
                                       "trainer.enable_progress_bar=false"])
-        evaluate(cfg, [], set())
+        # the overrides go on top of the checkpoint's saved config, as evaluate.py's command line does
+        # (a bare ``group=option`` replaces that node; ``key.sub=value`` sets one value)
+        evaluate(cfg, list(overrides), {o.split("=")[0] for o in overrides if "." not in o.split("=")[0]})
         atomic_write_json(key_file, key)
     result = json.loads(done.read_text())
     return {"test/psnr": result["metrics"]["test/psnr"], "test/ssim": result["metrics"]["test/ssim"],
