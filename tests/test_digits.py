@@ -130,3 +130,25 @@ def test_bad_digit_settings_fail_naming_the_key():
         DigitsDataModule(augment=True)
     with pytest.raises(ConfigError, match="^data.classifier"):
         DigitsDataModule(classifier={"depth": 3})
+
+
+def test_digit_metrics_refuse_what_the_classifier_cannot_read(classifier, caplog):
+    """Samples of another channel count stop with one line; data without digit labels gets no
+    digit numbers at all, and says so once."""
+    import logging
+    from types import SimpleNamespace
+
+    from fusionlab.evaluation.generation import GenerationEvaluator
+
+    reader = DigitReader(classifier[0], channels=3)
+    with pytest.raises(ConfigError, match="^data.channels: the digit classifier reads 3-channel samples"):
+        reader.read(torch.rand(4, 1, 8, 8))
+    faces = SimpleNamespace(reference_images=lambda stage: ([torch.rand(1, 8, 8) for _ in range(6)],))
+    ev = GenerationEvaluator()
+    with caplog.at_level(logging.INFO, logger="fusionlab"):
+        ev.start("val", SimpleNamespace(device=torch.device("cpu")), faces)
+    assert "modes_covered, mode_kl, fd_digits, precision, recall, digit_confidence: not computed" in caplog.text
+    ev.update("val", {"name": None}, {"main": torch.rand(6, 1, 8, 8)}, None)
+    values = ev.compute("val")
+    assert "val/nn_distance" in values and not any(k.split("/")[1] in ("modes_covered", "mode_kl", "fd_digits",
+                                                                        "precision", "recall") for k in values)

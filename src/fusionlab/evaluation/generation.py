@@ -1,10 +1,15 @@
 """Generation: memorisation check per sample (distance to the nearest training image) and, on
 digits, mode coverage and sample quality read by the project's digit classifier."""
 
+import logging
+
 import torch
 
 from fusionlab.evaluation.base import Evaluator
 from fusionlab.metrics.generation import nearest_distance
+
+log = logging.getLogger("fusionlab")
+DIGIT_METRICS = ("modes_covered", "mode_kl", "fd_digits", "precision", "recall", "digit_confidence")
 
 
 class GenerationEvaluator(Evaluator):
@@ -51,6 +56,10 @@ class GenerationEvaluator(Evaluator):
             images = torch.stack(ref[0])
             self.reference_features = torch.cat([self.reader.read(images[i:i + 1000])[2]
                                                  for i in range(0, len(images), 1000)])
+        else:  # the classifier knows the digits' labels only: no number rather than a meaningless one
+            log.info("%s: not computed: they read samples with the digit classifier, which knows the labels "
+                     "of data=digits|stacked_digits only (this data: %s)", ", ".join(DIGIT_METRICS),
+                     type(datamodule).__name__)
 
     @property
     def reader(self):

@@ -26,6 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fusionlab.utils.errors import check
+
 log = logging.getLogger("fusionlab")
 
 
@@ -134,6 +136,8 @@ class DigitReader(nn.Module):
     @torch.no_grad()
     def read(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         n, c = images.shape[:2]
+        check(c == self.channels, "data.channels", f"the digit classifier reads {self.channels}-channel samples "
+              f"({'stacked ' if self.channels == 3 else ''}digits), got {c} channels")
         digits = images.float().clamp(0, 1).reshape(n * c, 1, *images.shape[-2:])
         feats = self.classifier.features(digits)
         probs = self.classifier.head(feats).softmax(1)
