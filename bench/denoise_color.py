@@ -5,10 +5,11 @@ same noisy images; published figures are quoted.
 
 Protocol: ``experiment=denoise_color_sigma25`` (train CBSD432, validate Set5, test CBSD68, disjoint);
 clean RGB in [0, 1], noise N(0, (25/255)^2) seeded per image name (the pipeline's test noise), not
-clipped; PSNR/SSIM on RGB outputs clipped to [0, 1], mean of per-image values. Each model trains for
-a wall-clock budget on this machine: a short calibration run measures its training speed, the
-number of epochs (of ``--samples`` patches) that fits the budget is derived from it (so the cosine
-schedule completes), and ``trainer.max_time`` caps the run at the budget. CBM3D is the ``bm3d``
+clipped; PSNR/SSIM on RGB outputs clipped to [0, 1], mean of per-image values. Each model trains with
+the ``budget=time`` recipe of ``experiment=denoise_fast_cpu``: ``--minutes`` of training time
+(validation and checkpointing not counted), a cosine learning rate over exactly that budget, the
+budget (not an epoch count) ends the run. For a budget in CPU minutes, pin the run to one core
+(``taskset -c 0`` and ``OMP_NUM_THREADS=1``); the table records the threads used. CBM3D is the ``bm3d``
 package's ``bm3d_rgb`` (opponent colour space, profile ``np``; ``pip install -e .[bench]``).
 CDnCNN, FFDNet, DRUNet and CBM3D as published are quoted, not measured. Paired differences: per-image
 CBSD68 PSNR of each model minus CBM3D's, mean [95% BCa bootstrap interval], Wilcoxon p, win rate.
@@ -34,8 +35,8 @@ from fusionlab.utils.hydra import instantiate
 EXPERIMENT = "experiment=denoise_color_sigma25"
 MODELS = {  # label -> overrides on top of the experiment
     "single": ["model=dncnn"],  # DnCNN depth 10, width 32 (depth 17 x 64 trains too few patches in minutes)
-    "feature_fusion": ["approach=feature_fusion", "fusion=attention", "approach.width=24",
-                       *[f"approach.branches.{b}.width=24" for b in ("plain", "dilated", "multiscale", "residual")]],
+    # the gray 20-minute recipe's model (experiment=denoise_fast_cpu): 4 branches, stacked fusion
+    "feature_fusion": ["approach=feature_fusion", "fusion=stacked"],
     "ensemble": ["approach=ensemble", "fusion=gated"],  # joint training of 3 members and the fuser
 }
 # PSNR (dB) on CBSD68, sigma=25, as listed in ../shared/data/README.md (read from the DPIR paper,
@@ -45,18 +46,12 @@ PUBLISHED = {"CBM3D": 30.71, "CDnCNN": 31.24, "FFDNet": 31.21, "DRUNet": 31.69}
 
 
 def train_within(label: str, minutes: float, samples: int, seed: int) -> dict:
-    """Train ``label`` for about ``minutes`` of wall time (calibrated epochs, max_time as the cap)."""
+    """Train ``label`` for ``minutes`` of training time (``budget=time``: cosine lr over the budget)."""
     out = ROOT / "logs" / "bench" / "denoise_color"
-    base = [EXPERIMENT, *MODELS[label], f"seed={seed}", "metrics.fid.extractor=none", "data.num_workers=0"]
-    calib = run_train(out / f"{label}_calibration", [*base, "trainer.max_epochs=1", f"data.samples_per_epoch={640}",
-                                                      "test=false"])
-    patches_per_s = 640 / calib["train_time_s"]
-    epochs = max(1, int(minutes * 60 * patches_per_s / samples))
-    print(f"[bench] {label}: {patches_per_s:.1f} patches/s in calibration -> {epochs} epochs of {samples}", flush=True)
-    cap = f"00:00:{int(minutes):02d}:{int(round((minutes % 1) * 60)):02d}"
-    metrics = run_train(out / f"{label}_s{seed}", [*base, f"trainer.max_epochs={epochs}",
-                                                    f"data.samples_per_epoch={samples}", f"+trainer.max_time={cap}"])
-    return {**metrics, "calibration_patches_per_s": patches_per_s, "planned_epochs": epochs}
+    overrides = [EXPERIMENT, *MODELS[label], f"seed={seed}", "metrics.fid.extractor=none", "data.num_workers=0",
+                 "budget=time", f"callbacks.budget.minutes={minutes:g}", "approach.scheduler=null",
+                 "trainer.max_epochs=100000", f"data.samples_per_epoch={samples}"]
+    return run_train(out / f"{label}_s{seed}", overrides)
 
 
 def cbm3d_records(limit: int | None) -> tuple[list[dict], float]:
@@ -105,20 +100,21 @@ def main() -> None:
         records = [r for r in m["per_image"] if r["image"] in by_name]
         rows[label] = {"psnr": float(np.mean([r["psnr"] for r in records])),
                        "ssim": float(np.mean([r["ssim"] for r in records])),
-                       "params": m["params"], "epochs": m["epochs"], "planned_epochs": m["planned_epochs"],
+                       "params": m["params"], "epochs": m["epochs"],
                        "train_time_s": m["train_time_s"], "input_psnr": m.get("test/psnr_input"),
                        "ms_per_image": m.get("test/ms_per_image")}
         diffs[label] = paired_difference([r["psnr"] for r in records], [by_name[r["image"]]["psnr"] for r in records])
     n = len(cbm3d)
     lines = ["## Colour denoising, CBSD68, sigma=25 (PSNR dB / SSIM, mean over images)", "",
              f"Measured here on the same seeded noisy images ({n} images): models trained on CBSD432 for a "
-             f"{args.minutes:g}-minute wall-clock budget each on this machine (seed {args.seed}, {args.samples} "
-             "patches 48x48 per epoch, epochs calibrated to the budget), CBM3D from the `bm3d` package. "
+             f"{args.minutes:g}-minute training budget each (`budget=time`, cosine lr over the budget; "
+             f"{torch.get_num_threads()} torch thread(s); seed {args.seed}, {args.samples} patches 48x48 per epoch), "
+             "CBM3D from the `bm3d` package. "
              "vs CBM3D: paired per-image PSNR difference, mean [95% bootstrap interval], win rate.", "",
-             "| method | params | epochs (done of planned) | train time s | PSNR | SSIM | vs CBM3D | win rate |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+             "| method | params | epochs | train time s | PSNR | SSIM | vs CBM3D | win rate |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for label, r in rows.items():
         d = diffs.get(label)
-        trained = (f"{r['params']:,} | {r['epochs']} of {r['planned_epochs']} | {r['train_time_s']:.0f}"
+        trained = (f"{r['params']:,} | {r['epochs']} | {r['train_time_s']:.0f}"
                    if "params" in r else "– | – | –")
         versus = f"{fmt_diff(d)} | {d['win_rate']:.0%}" if d else "reference | "
         lines.append(f"| {label} | {trained} | {r['psnr']:.2f} | {r['ssim']:.4f} | {versus} |")
