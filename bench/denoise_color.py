@@ -39,9 +39,9 @@ MODELS = {  # label -> overrides on top of the experiment
     "feature_fusion": ["approach=feature_fusion", "fusion=stacked"],
     "ensemble": ["approach=ensemble", "fusion=gated"],  # joint training of 3 members and the fuser
 }
-# PSNR (dB) on CBSD68, sigma=25, as listed in ../shared/data/README.md (read from the DPIR paper,
-# Zhang et al., TPAMI 2021). Quoted, not measured here, and not checked against the papers' tables
-# here (no copy of them could be read in this session).
+# PSNR (dB) on CBSD68, sigma=25, as listed in ../shared/data/README.md (from the DPIR paper, Zhang
+# et al., TPAMI 2021) and checked against SwinIR's Table 6 (Liang et al., ICCVW 2021), which lists the
+# same four values (BM3D column = CBM3D, DnCNN column = CDnCNN). Quoted, not measured here.
 PUBLISHED = {"CBM3D": 30.71, "CDnCNN": 31.24, "FFDNet": 31.21, "DRUNet": 31.69}
 
 
@@ -119,8 +119,8 @@ def main() -> None:
         versus = f"{fmt_diff(d)} | {d['win_rate']:.0%}" if d else "reference | "
         lines.append(f"| {label} | {trained} | {r['psnr']:.2f} | {r['ssim']:.4f} | {versus} |")
     lines += ["", f"CBM3D: {cbm3d_s:.1f} s per image on this CPU.", "",
-              "Quoted, not measured (CBSD68, sigma=25, PSNR dB, as listed in the shared data README from the DPIR "
-              "paper): " +
+              "Quoted, not measured (CBSD68, sigma=25, PSNR dB; DPIR paper's figures, the same in SwinIR's "
+              "Table 6): " +
               ", ".join(f"{k} {v:.2f}" for k, v in PUBLISHED.items()) + ".", ""]
     fused = [k for k in args.models if k != "single"]
     beats = [k for k in fused if diffs[k]["distinguishable"] and diffs[k]["mean"] > 0]
