@@ -155,3 +155,31 @@ def test_style_checkpoint_takes_your_own_folders_without_plus(tmp_path, rgb_mode
                        config_name="eval", hydra_node=True)
     with pytest.raises(ConfigError, match="^styles: give the style image"):
         evaluate(ecfg, [], groups_of(ecfg))
+
+
+def test_bad_predict_inputs_get_one_line_each_and_the_rest_go_on(tmp_path):
+    """0 pixels, an unsupported channel count, a colour file for a gray model: one line each, the
+    good file is still written; a tile below the network's stride is refused before any work."""
+    from fusionlab.approaches.single import SingleModel
+    from fusionlab.inference import Predictor, apply_to_files
+    from fusionlab.models import UNet
+
+    src = tmp_path / "in"
+    src.mkdir()
+    write_array(np.zeros((0, 7), np.uint8), src / "empty.tif")
+    write_array(np.zeros((9, 9, 5), np.uint8), src / "five.tif")
+    write_array(np.full((9, 9, 3), 200, np.uint8), src / "colour.png")
+    write_array(np.full((9, 9), 100, np.uint8), src / "good.png")
+    result = apply_to_files(lambda x: 1 - x, 1, src, tmp_path / "out", "test")
+    assert [p.rsplit("/", 1)[-1] for p in result["written"]] == ["good.png"]
+    reasons = "\n".join(sorted(result["failed"]))
+    assert len(result["failed"]) == 3 and reasons.count("\n") == 2, reasons
+    assert "colour.png: skipped" in reasons and "convert it to gray" in reasons
+    assert "empty.tif: skipped" in reasons and "five.tif: skipped" in reasons
+    assert read_array(tmp_path / "out" / "good.png")[0, 0] == 155
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["good.png"], "nothing else written"
+
+    model = SingleModel(UNet(1, depth=2, width=4), torch.nn.L1Loss(), lambda params: None).eval()
+    predictor = Predictor(model, {}, 1)
+    with pytest.raises(ConfigError, match="^tile: 2 must be a multiple of the network's stride \\(4\\)"):
+        predictor.check_tiles(2, 0)
