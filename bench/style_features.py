@@ -7,7 +7,8 @@ its fixed test pairs. Reported: content SSIM (gray SSIM of output vs content), s
 the fixed yardstick space shared by all runs (``style_distance_fixed``: random banks with another
 seed and other sizes than the training space's defaults; the same family as random_multiscale, so
 read it with that bias in mind), the same distance for the unstylised content (the level a
-stylisation must go below), and the test grid of the first seed, copied to docs/.
+stylisation must go below), and the last validation grid (content | style | output per row) of the
+first seed, copied to docs/.
 
     .venv/bin/python bench/style_features.py [--experiments style_default style_paintings] [--seeds 1]
 Goal (issue): on style_default's test pairs, content SSIM >= 0.5 with a lower style distance than the
@@ -42,7 +43,7 @@ def main() -> None:
                 folder = out / exp / space / f"s{seed}"
                 runs[label].append(run_train(folder, [f"experiment={exp}", f"approach.features={space}", f"seed={seed}",
                                                       "metrics.fid.extractor=none", "trainer.accelerator=cpu"]))
-                grids = sorted((folder / "samples").glob("*.png"))
+                grids = sorted((folder / "samples").glob("val_epoch*.png"))
                 if seed == args.seeds[0] and grids:
                     shutil.copy(grids[-1], ROOT / "docs" / f"style_{exp}_{space}.png")
             table[label] = {k: seeds_summary(runs[label], k) for k in KEYS}
