@@ -104,10 +104,11 @@ class Predictor:
     def stride(self) -> int:
         return int(getattr(self.model, "stride", 1))
 
-    def check_tiles(self, tile: int | None, overlap: int) -> None:
+    def check_tiles(self, tile: int | None, overlap: int, models: list | None = None) -> None:
+        """A tile size and overlap that restore without seams (for ``models``: every one of them)."""
         if tile is None:
             return
-        radius = receptive_radius(self.model, self.channels)
+        radius = max(receptive_radius(m, self.channels) for m in (models or [self.model]))
         if tile <= overlap or tile < self.stride or tile % self.stride:
             raise ConfigError("tile", f"{tile} must be a multiple of the network's stride ({self.stride}) "
                                       f"and larger than overlap ({overlap})")
@@ -133,6 +134,29 @@ class Predictor:
                                            overlap, self.stride)[..., :h, :w] for i in range(x.shape[0])])
         out = out.clamp(0.0, 1.0)
         return out[0] if single else out
+
+    @torch.no_grad()
+    def restore_with_score(self, image: torch.Tensor, heuristic: str, members: list | None = None,
+                           tile: int | None = None, overlap: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(restored, score)`` of a ``(C, H, W)`` image in [0, 1] for an uncertainty heuristic of
+        :mod:`fusionlab.uncertainty.scores` (``members``: the further checkpoints of ``seed_std``),
+        tiled like :meth:`restore` (fused image and score stitched together)."""
+        from fusionlab.approaches.restoration import pad_to_multiple
+        from fusionlab.uncertainty.scores import fused_and_score
+
+        self._require("restoration", "restore_with_score()")
+        models = [self.model, *(members or [])]
+        x = image[None].float()
+        if x.shape[1] != self.channels:
+            raise DataError("image", f"has {x.shape[1]} channels, the model restores {self.channels}")
+        if tile is None or max(x.shape[-2:]) <= tile:
+            fused, score = fused_and_score(models, x, heuristic)
+        else:
+            padded, (h, w) = pad_to_multiple(x, self.stride)
+            both = restore_tiled(lambda t: torch.cat(fused_and_score(models, t, heuristic), dim=1), padded, tile,
+                                 overlap, self.stride)[..., :h, :w]
+            fused, score = both.split(both.shape[1] // 2, dim=1)
+        return fused[0].clamp(0.0, 1.0), score[0]
 
     @torch.no_grad()
     def stylize(self, content: torch.Tensor, styles, weights=None, alpha: float = 1.0,
@@ -170,8 +194,9 @@ class Predictor:
                 for row in self.model.interpolation_rows(pairs=int(pairs), steps=int(steps), seed=int(seed))]
 
 
-def load(ckpt_path: str | Path, device: str = "cpu", tta: str = "none") -> Predictor:
-    """A :class:`Predictor` from any fusionlab checkpoint, rebuilt from the config saved inside it."""
+def load(ckpt_path: str | Path, device: str = "cpu", tta: str = "none", tta_fusion: str = "mean") -> Predictor:
+    """A :class:`Predictor` from any fusionlab checkpoint, rebuilt from the config saved inside it,
+    with the test-time self-ensemble ``tta`` (``none|flip|x8``) fused by ``tta_fusion``."""
     from omegaconf import OmegaConf
 
     from fusionlab.pipeline import load_checkpoint_config
@@ -182,7 +207,7 @@ def load(ckpt_path: str | Path, device: str = "cpu", tta: str = "none") -> Predi
     model = instantiate(cfg.approach, "approach")
     state = torch.load(ckpt_path, map_location="cpu", weights_only=False)["state_dict"]
     model.load_state_dict(state)
-    model.set_tta(tta)
+    model.set_tta(tta, tta_fusion)
     model = model.to(device).eval()
     channels = int(OmegaConf.select(cfg, "data.channels", default=1) or 1)
     return Predictor(model, OmegaConf.to_container(cfg, resolve=False), channels)
@@ -254,6 +279,8 @@ def _input_files(source: str | Path) -> list[Path]:
 def apply_to_files(apply, channels: int, source: str | Path, out_dir: Path, description: str) -> dict:
     """``apply`` (a ``(C, H, W)`` tensor in [0, 1] -> the same) to every image of ``source`` (a file
     or a folder), written into ``out_dir`` under the same name, size, channel count and bit depth.
+    ``apply`` may return ``{suffix: output}`` instead: each tensor is written like the input as
+    ``<stem><suffix><ext>`` (``""``: the input's name), each uint8 array as ``<stem><suffix>``.
     An unreadable or unsupported file gets one line and is skipped; the others are processed."""
     import logging
 
@@ -270,7 +297,13 @@ def apply_to_files(apply, channels: int, source: str | Path, out_dir: Path, desc
                 raise ValueError(f"not an image file ({', '.join(IMAGE_EXTENSIONS)})")
             array = read_array(path)
             x, alpha, mode = _to_model_input(array, channels)
-            written.append(str(save_image(_from_model_output(apply(x), array, alpha, mode), out_dir / path.name)))
+            out = apply(x)
+            for suffix, y in (out.items() if isinstance(out, dict) else [("", out)]):
+                if isinstance(y, torch.Tensor):  # an image like the input: same size, planes, bit depth
+                    name = f"{path.stem}{suffix}{path.suffix}" if suffix else path.name
+                    written.append(str(save_image(_from_model_output(y, array, alpha, mode), out_dir / name)))
+                else:  # a picture of its own (a heat map): uint8 RGB, suffix with its extension
+                    written.append(str(save_image(y, out_dir / f"{path.stem}{suffix}")))
         except Exception as exc:  # one line per bad file, the rest go on
             message = f"{path}: skipped ({type(exc).__name__}: {exc})"
             failed.append(message)
@@ -280,13 +313,26 @@ def apply_to_files(apply, channels: int, source: str | Path, out_dir: Path, desc
 
 
 def predict_files(predictor: Predictor, source: str | Path, out_dir: Path, tile: int | None = None,
-                  overlap: int = 64) -> dict:
+                  overlap: int = 64, bounds: dict | None = None) -> dict:
     """Restore every image of ``source`` (taken as already degraded) into ``out_dir``, tiled when
-    ``tile`` is set (see :func:`apply_to_files`)."""
+    ``tile`` is set (see :func:`apply_to_files`). With ``bounds`` (``{"heuristic", "lambda",
+    "members"}``, a saved calibration): also ``<stem>_lower<ext>`` and ``<stem>_upper<ext>`` (the
+    calibrated interval, same bit depth) and ``<stem>_uncertainty.png`` (a heat map of its half-width)."""
     _input_files(source)  # a missing source is named before the tiles are checked
-    predictor.check_tiles(tile, overlap)
-    return apply_to_files(lambda x: predictor.restore(x, tile=tile, overlap=overlap), predictor.channels,
-                          source, out_dir, "restoring")
+    members = (bounds or {}).get("members") or []
+    predictor.check_tiles(tile, overlap, [predictor.model, *members])
+    if bounds is None:
+        return apply_to_files(lambda x: predictor.restore(x, tile=tile, overlap=overlap), predictor.channels,
+                              source, out_dir, "restoring")
+    from fusionlab.uncertainty.conformal import bounds as interval
+    from fusionlab.uncertainty.figures import heat_map
+
+    def apply(x: torch.Tensor) -> dict:
+        fused, score = predictor.restore_with_score(x, bounds["heuristic"], members, tile, overlap)
+        lower, upper = interval(fused, score, float(bounds["lambda"]))
+        return {"": fused, "_lower": lower, "_upper": upper, "_uncertainty.png": heat_map((upper - lower) / 2 * 255)}
+
+    return apply_to_files(apply, predictor.channels, source, out_dir, "restoring with bounds")
 
 
 def region_masks(mask_path: str | Path, n_styles: int, size: int | None = None) -> torch.Tensor:

@@ -143,7 +143,8 @@ class OutputEnsemble(RestorationModule):
     def named_outputs(self, source: torch.Tensor) -> dict[str, torch.Tensor]:
         outs = self.member_outputs(source)
         fused, weights = self.fusion.fuse(outs, source)
-        self.weight_meter.add(weights)
+        if self.evaluating:
+            self.weight_meter.add(weights)
         return {"main": fused, **{f"member{i}": outs[i] for i in range(self.num_members)}}
 
     def derived_metrics(self, stage: str, values: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -101,7 +101,8 @@ class FeatureFusionRestorer(RestorationModule):
 
     def named_outputs(self, source: torch.Tensor) -> dict[str, torch.Tensor]:
         out, weights = self.restore_with_weights(source)
-        self.weight_meter.add(weights)
+        if self.evaluating:
+            self.weight_meter.add(weights)
         return {"main": out}
 
     def derived_metrics(self, stage: str, values: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

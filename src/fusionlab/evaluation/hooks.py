@@ -25,6 +25,7 @@ class EvaluatedModule(L.LightningModule):
     """
 
     evaluator: Evaluator
+    evaluating: bool = False  # True while an evaluation step computes its outputs
 
     def set_evaluator(self, evaluator: Evaluator) -> None:
         self.evaluator = evaluator
@@ -64,8 +65,12 @@ class EvaluatedModule(L.LightningModule):
         if cuda:
             torch.cuda.synchronize(self.device)
         start = time.perf_counter()
-        with torch.no_grad():
-            outputs = self.eval_outputs(batch)
+        self.evaluating = True  # fusion weights are metered for evaluation batches only (not predict)
+        try:
+            with torch.no_grad():
+                outputs = self.eval_outputs(batch)
+        finally:
+            self.evaluating = False
         if cuda:
             torch.cuda.synchronize(self.device)
         first = next(iter(outputs.values()))

@@ -44,18 +44,13 @@ def check_tta(mode: str, fusion: str) -> None:
         raise ConfigError("tta_fusion", f"must be one of {sorted(OPERATORS)}, got {fusion!r}")
 
 
-def self_ensemble(run: Callable[[torch.Tensor], dict[str, torch.Tensor]], x: torch.Tensor, mode: str = "x8",
-                  fusion: str = "mean") -> dict[str, torch.Tensor]:
-    """Every named output of ``run`` fused over the transformed copies of ``x`` (``(B, C, H, W)``).
-
-    :param run: the restoration, ``x -> {name: (B, C', H', W')}`` (outputs aligned with ``x``).
-    :param mode: ``none``, ``flip`` (2 copies) or ``x8`` (8 copies).
-    :param fusion: ``mean`` or ``median`` over the copies.
-    """
-    check_tta(mode, fusion)
+def transformed_copies(run: Callable[[torch.Tensor], dict[str, torch.Tensor]], x: torch.Tensor, mode: str = "x8"
+                       ) -> dict[str, torch.Tensor]:
+    """Every named output of ``run`` on each transformed copy of ``x``, transformed back: ``{name:
+    (K, B, C', H', W')}`` over the K copies of ``mode`` (the stack that :func:`self_ensemble` fuses,
+    and whose spread is the ``tta_std`` uncertainty heuristic)."""
+    check_tta(mode, "mean")
     transforms = TRANSFORMS[mode]
-    if len(transforms) == 1:
-        return run(x)
     b = x.shape[0]
     copies: list[dict[str, torch.Tensor] | None] = [None] * len(transforms)
     for swaps in (False, True):  # one batched call per output shape
@@ -67,10 +62,23 @@ def self_ensemble(run: Callable[[torch.Tensor], dict[str, torch.Tensor]], x: tor
         for j, i in enumerate(group):
             copies[i] = {name: inverse_transform(out[j * b : (j + 1) * b], *transforms[i])
                          for name, out in outputs.items()}
-    names = copies[0].keys()
-    fused = {}
-    for name in names:
-        stack = torch.stack([c[name] for c in copies])
-        op = OPERATORS[fusion](num_inputs=len(transforms), channels=stack.shape[2])
-        fused[name] = op(stack)
-    return fused
+    return {name: torch.stack([c[name] for c in copies]) for name in copies[0]}
+
+
+def fuse_copies(stack: torch.Tensor, fusion: str = "mean") -> torch.Tensor:
+    """The K copies ``(K, B, C, H, W)`` fused by ``mean`` or ``median``."""
+    return OPERATORS[fusion](num_inputs=stack.shape[0], channels=stack.shape[2])(stack)
+
+
+def self_ensemble(run: Callable[[torch.Tensor], dict[str, torch.Tensor]], x: torch.Tensor, mode: str = "x8",
+                  fusion: str = "mean") -> dict[str, torch.Tensor]:
+    """Every named output of ``run`` fused over the transformed copies of ``x`` (``(B, C, H, W)``).
+
+    :param run: the restoration, ``x -> {name: (B, C', H', W')}`` (outputs aligned with ``x``).
+    :param mode: ``none``, ``flip`` (2 copies) or ``x8`` (8 copies).
+    :param fusion: ``mean`` or ``median`` over the copies.
+    """
+    check_tta(mode, fusion)
+    if len(TRANSFORMS[mode]) == 1:
+        return run(x)
+    return {name: fuse_copies(stack, fusion) for name, stack in transformed_copies(run, x, mode).items()}

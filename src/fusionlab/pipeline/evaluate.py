@@ -10,8 +10,10 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from fusionlab.callbacks.checkpoint_config import CONFIG_KEY
+from fusionlab.pipeline import uncertainty
 from fusionlab.pipeline.builders import build, build_trainer, model_cost, scalars, to_plain_value
-from fusionlab.pipeline.wandb_run import finish_wandb, log_config, log_eval_table
+from fusionlab.pipeline.uncertainty import options as uncertainty_options
+from fusionlab.pipeline.wandb_run import finish_wandb, log_config, log_eval_table, log_uncertainty
 from fusionlab.reporting.paired import member_comparison, member_labels, print_member_comparison
 from fusionlab.reporting.tables import print_eval_table
 from fusionlab.utils.errors import ConfigError, DataError
@@ -24,6 +26,8 @@ log = logging.getLogger("fusionlab")
 # Keys that describe how a run executes, not what model it trains: evaluation takes them from
 # its own config (conf/eval.yaml), everything else from the checkpoint's saved config.
 RUNTIME_KEYS = ("paths", "trainer", "logger", "callbacks", "extras", "task_name", "ckpt_path", "tta", "tta_fusion")
+# evaluate.py options of calibrated per-pixel error bounds (fusionlab.pipeline.uncertainty)
+UNCERTAINTY_KEYS = ("uncertainty", "uncertainty_members", "calibrate_dir", "calibration", "conformal", "alpha")
 # evaluate.py options for an approach's ``write_inference`` (style mixing / region fusion).
 INFERENCE_KEYS = ("styles", "weights", "mask", "blur", "alpha", "preserve_color")
 
@@ -107,6 +111,8 @@ def evaluate(cfg: DictConfig, overrides: list[str] | None = None, groups: set[st
     try:
         L.seed_everything(run_cfg.seed, workers=True)
         datamodule, model = build(run_cfg)
+        uq = uncertainty_options(cfg)
+        models = uncertainty.checked_models(uq, model) if uq else []  # checked before anything is computed
         trainer = build_trainer(run_cfg, model=model)
         cost = model_cost(model, run_cfg)
         log_config(trainer, run_cfg, {**cost, "checkpoint": str(ckpt_path)})
@@ -129,20 +135,29 @@ def evaluate(cfg: DictConfig, overrides: list[str] | None = None, groups: set[st
             "wall_time_s": round(time.perf_counter() - started, 3),
             "config": to_plain(run_cfg, resolve=True),
         }
+        if uq and trainer.is_global_zero:
+            model.eval()
+            uncertainty.add_to(result, uncertainty.run(uq, run_cfg, saved, models, datamodule, ckpt_path, out_dir))
+            log_uncertainty(trainer, result["uncertainty"])
         within = member_comparison(result, member_labels(result["config"]))
         if within:
             result["fusion_vs_best_member"] = within
         if trainer.is_global_zero:
-            print_eval_table(records, metrics, title=f"{ckpt_path}")
-            if within:
-                print_member_comparison(within)
-            atomic_write_json(out_dir / "eval.json", result)
-            log.info("evaluation written to %s", out_dir / "eval.json")
-            for logger in trainer.loggers:
-                log_eval_table(logger, records)
+            _report(trainer, result, within, out_dir)
         return result
     finally:
         finish_wandb()
+
+
+def _report(trainer, result: dict, within: dict | None, out_dir: Path) -> None:
+    """Print the per-image table (and fused vs best member), write ``eval.json``, log the table."""
+    print_eval_table(result["per_image"], result["metrics"], title=f"{result['checkpoint']}")
+    if within:
+        print_member_comparison(within)
+    atomic_write_json(out_dir / "eval.json", result)
+    log.info("evaluation written to %s", out_dir / "eval.json")
+    for logger in trainer.loggers:
+        log_eval_table(logger, result["per_image"])
 
 
 def predict(cfg: DictConfig) -> dict:
@@ -155,8 +170,20 @@ def predict(cfg: DictConfig) -> dict:
 
     if cfg.get("ckpt_path") is None:
         raise ConfigError("ckpt_path", "give the checkpoint to predict with (ckpt_path=RUN/checkpoints/best.ckpt)")
-    predictor = load(cfg.ckpt_path, tta=str(cfg.get("tta") or "none"))
+    predictor = load(cfg.ckpt_path, tta=str(cfg.get("tta") or "none"), tta_fusion=str(cfg.get("tta_fusion") or "mean"))
     out_dir = Path(cfg.get("output_dir") or Path(cfg.paths.output_dir) / "predictions")
+    uq = uncertainty_options(cfg)
+    if uq and predictor.task == "restoration":
+        bounds = saved_bounds(cfg, uq, predictor)
+        tile = cfg.get("tile")
+        result = predict_files(predictor, cfg.predict, out_dir, None if tile is None else int(tile),
+                               int(cfg.get("overlap") or 0), bounds=bounds)
+        print(f"predict: {len(result['written'])} files (restored, lower, upper, uncertainty heat map) written to "
+              f"{out_dir}, {len(result['failed'])} skipped; intervals of {bounds['heuristic']} at "
+              f"alpha={bounds['alpha']:g} (lambda={bounds['lambda']:.4g})")
+        return result
+    if uq:
+        raise ConfigError("uncertainty", f"per-pixel bounds are for restoration checkpoints; this one is {predictor.task}")
     if predictor.task == "generate":
         result = predict_samples(predictor, int(cfg.get("samples") or 16), int(cfg.get("predict_seed") or 0), out_dir,
                                  int(cfg.get("interpolations") or 0))
@@ -172,3 +199,21 @@ def predict(cfg: DictConfig) -> dict:
                                float(2.0 if options["blur"] is None else options["blur"]))
     print(f"predict: {len(result['written'])} written to {out_dir}, {len(result['failed'])} skipped")
     return result
+
+
+def saved_bounds(cfg: DictConfig, uq: dict, predictor) -> dict:
+    """The saved calibration that ``predict=`` draws bounds with: one α, this checkpoint, its task."""
+    from fusionlab.uncertainty import calibration
+
+    if len(uq["alphas"]) != 1:
+        raise ConfigError("alpha", f"predict draws one interval per pixel: give one level, got {uq['alphas']}")
+    if uq["calibrate_dir"]:
+        raise ConfigError("calibrate_dir", "predict uses a saved calibration: calibrate with evaluate.py (without "
+                                           "predict=) first, then predict with the same uncertainty= and tta=")
+    members = uncertainty.checked_models(uq, predictor.model)[1:]
+    task = OmegaConf.to_container(load_checkpoint_config(cfg.ckpt_path).task, resolve=True)
+    entry = calibration.find(cfg.ckpt_path, uncertainty.wanted_entry(uq, predictor.model), uq["alphas"], uq["method"],
+                             task, uq["calibration"])
+    alpha = uq["alphas"][0]
+    return {"heuristic": uq["heuristic"], "members": members, "alpha": alpha,
+            "lambda": entry["lambdas"][uq["method"]][f"{alpha:g}"]}

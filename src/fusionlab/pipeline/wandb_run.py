@@ -60,3 +60,15 @@ def log_eval_table(logger, records: list[dict]) -> None:
     if isinstance(logger, WandbLogger) and records:
         columns = list(records[0].keys())
         logger.log_table(key="test/per_image", columns=columns, data=[[r[c] for c in columns] for r in records])
+
+
+def log_uncertainty(trainer, result: dict) -> None:
+    """The uncertainty summary figure and the coverage/width per alpha, to every W&B logger."""
+    from lightning.pytorch.loggers import WandbLogger
+
+    for logger in trainer.loggers:
+        if isinstance(logger, WandbLogger):
+            logger.log_image(key="test/uncertainty", images=[result["figure"]],
+                             caption=[f"{result['heuristic']} ({result['method']})"])
+            rows = [[a, v["lambda"], v["coverage"], v["width"]] for a, v in result["alphas"].items()]
+            logger.log_table(key="test/uncertainty_alphas", columns=["alpha", "lambda", "coverage", "width"], data=rows)

@@ -13,6 +13,7 @@ from pathlib import Path
 from fusionlab.reporting.figures import restoration_grid, scatter_quality_cost, strategy_bars, zoomed_crops
 from fusionlab.reporting.paired import compare_settings, forest_plot
 from fusionlab.reporting.runs import AGGREGATED, aggregate, find_runs, label_settings
+from fusionlab.reporting.uncertainty import section as uncertainty_section
 from fusionlab.utils.errors import DataError
 from fusionlab.utils.io import atomic_write_text
 
@@ -66,6 +67,7 @@ ul.verdicts li {{ margin: 3px 0; }}
 style) or per generated sample (generation).</p>
 {problems}
 <div class="figs">{figures}</div>
+{uncertainty}
 <script>
 document.querySelectorAll('table th').forEach((th, col) => th.addEventListener('click', () => {{
   const body = th.closest('table').tBodies[0];
@@ -191,6 +193,7 @@ def build_report(paths: list[str | Path], out_dir: str | Path, baseline: str = "
                            restoration_grid(runs)) if f]
     forest = forest_plot(result["comparisons"], result["within_run"])
     flat = comparison_rows(result)
+    uncertainty_html, uncertainty_rows = uncertainty_section(runs, _table)
     problems_html = ("<h3>Skipped</h3><ul>" + "".join(f"<li>{html.escape(p)}</li>" for p in problems) + "</ul>"
                      if problems else "")
     page = PAGE.format(
@@ -203,11 +206,12 @@ def build_report(paths: list[str | Path], out_dir: str | Path, baseline: str = "
         runs=_table("runs", columns, table),
         problems=problems_html,
         figures="".join(f'<img alt="figure" src="data:image/png;base64,{b}">' for b in figures),
+        uncertainty=uncertainty_html,
     )
     out_dir = Path(out_dir)
     report = atomic_write_text(out_dir / "report.html", page)
     comparison = {"baseline_option": baseline, **result, "settings": settings, "skipped": problems,
-                  "method": HOW}
+                  "method": HOW, "uncertainty": uncertainty_rows}
     atomic_write_text(out_dir / "comparison.json", json.dumps(comparison, indent=2, default=str))
     atomic_write_text(out_dir / "report.json", json.dumps({"columns": columns, "rows": table, "settings": settings,
                                                           "comparisons": flat, "skipped": problems},

@@ -45,6 +45,7 @@ class RunSummary:
     samples: dict = field(default_factory=dict)
     config: dict = field(default_factory=dict)
     records: list = field(default_factory=list)
+    uncertainty: dict | None = None  # an evaluation's calibrated error bounds (eval.json "uncertainty", no per_image)
     setting: str = ""  # the config values that distinguish this run's setting from the others'
     ignore: tuple = ()  # config keys that do not make settings (compare_ignore=)
 
@@ -141,8 +142,11 @@ def load_run(path: Path) -> RunSummary:
     split = "test" if any(k.startswith("test/") for k in metrics) else "val"
     samples = {k: path / "samples" / f"test_{k}.png" for k in ("source", "output", "target")
                if (path / "samples" / f"test_{k}.png").is_file()}
+    uncertainty = data.get("uncertainty") if isinstance(data.get("uncertainty"), dict) else None
+    if uncertainty:
+        uncertainty = {k: v for k, v in uncertainty.items() if k != "per_image"}
     return RunSummary(path, approach, strategy, backbones, config.get("seed"), metrics, split, samples, config,
-                      records)
+                      records, uncertainty=uncertainty)
 
 
 def flatten(tree: dict, prefix: str = "") -> dict[str, object]:

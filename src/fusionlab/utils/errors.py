@@ -26,8 +26,7 @@ class DataError(FusionlabError, ValueError):
     """
 
     def __init__(self, path: object, message: str, key: str | None = None) -> None:
-        self.path = str(path)
-        self.key = key
+        self.path, self.message, self.key = str(path), message, key
         where = f" (config key {key})" if key else ""
         super().__init__(f"{path}: {message}{where}")
 
