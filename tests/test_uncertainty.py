@@ -149,6 +149,26 @@ def test_tta_std_of_an_equivariant_model_is_zero_and_seed_std_of_one_model_twice
     assert float(score2.abs().max()) == 0.0 and torch.allclose(fused2, fused, atol=1e-6)
 
 
+def test_tiled_bounds_equal_whole_image_bounds_and_predict_meters_no_fusion_weights():
+    from fusionlab.inference import Predictor
+
+    model = _ensemble("gated")
+    predictor = Predictor(model, {}, 1)
+    x = torch.rand(1, 70, 90)
+    whole = predictor.restore_with_score(x, "member_std")
+    tiled = predictor.restore_with_score(x, "member_std", tile=48, overlap=16)
+    for a, b in zip(whole, tiled):
+        assert a.shape == (1, 70, 90) and torch.allclose(a, b, atol=1e-5)
+    assert not model.weight_meter.means[0].update_called, "inference is not an evaluation epoch"
+
+
+def test_load_keeps_tta_fusion(gated_run):
+    from fusionlab.inference import load
+
+    model = load(gated_run / "run" / "checkpoints" / "best.ckpt", tta="x8", tta_fusion="median").model
+    assert (model.tta, model.tta_fusion) == ("x8", "median")
+
+
 # ---- evaluate.py and predict= on a trained gated ensemble ----------------------------------------
 @pytest.fixture(scope="module")
 def gated_run(tmp_path_factory):
@@ -271,3 +291,19 @@ def test_member_std_on_a_single_model_is_refused_from_the_command_line(tmp_path)
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "uncertainty: member_std needs an ensemble checkpoint (approach=ensemble); this one is SingleModel" in proc.stderr
     assert "Traceback" not in proc.stderr and not (tmp_path / "ev" / "eval.json").exists()
+
+
+def test_seed_std_calibrates_with_its_members_and_predict_needs_the_same_members(gated_run, tmp_path):
+    ckpt = gated_run / "run" / "checkpoints" / "best.ckpt"
+    other = gated_run / "run" / "checkpoints" / "last.ckpt"
+    base = [f"ckpt_path={ckpt}", "logger=csv", "metrics.fid.extractor=none", "uncertainty=seed_std"]
+    result = _eval(tmp_path, [*base, f"uncertainty_members=[{other}]", f"calibrate_dir={gated_run / 'calib'}"])
+    calibration = result["uncertainty"]["calibration"]
+    assert calibration["members"] == [str(other.resolve())] and len(calibration["members_sha256"]) == 1
+    src = tmp_path / "mine"
+    write_images(src, 1, size=(40, 44), seed=5)
+    with pytest.raises(ConfigError, match="uncertainty_members: seed_std needs at least one more checkpoint"):
+        _eval(tmp_path, [*base, f"predict={src}", f"output_dir={tmp_path / 'out'}"], name="pr")
+    pred = _eval(tmp_path, [*base, f"uncertainty_members=[{other}]", f"predict={src}",
+                            f"output_dir={tmp_path / 'out'}"], name="pr2")
+    assert len(pred["written"]) == 4 and not pred["failed"]

@@ -117,6 +117,8 @@ def maps(models: list, dataset, heuristic: str, description: str):
 
     border = int(getattr(models[0].evaluator, "crop_border", 0))
     device = next(models[0].parameters()).device
+    for m in models[1:]:  # seed_std members come from their files on the CPU
+        m.to(device).eval()
     for i in track(range(len(dataset)), description=description, transient=True):
         item = dataset[i]
         fused, score = fused_and_score(models, item["source"][None].to(device), heuristic)

@@ -43,9 +43,10 @@ def summary_figure(result: dict, example: dict | None, path: Path) -> Path:
     ax.plot(target, got, "o-", label="measured on the test set")
     ax.set(xlabel="1 − α", ylabel="coverage", title=f"coverage ({result['method']})")
     ax.legend(fontsize=8)
-    if example:
+    if example:  # error and half-width on one colour scale (0 to the larger 99th percentile)
+        top = max(float(np.percentile(image, 99)) for _, image in example["panels"])
         for ax, (title, image) in zip(axes[2:], example["panels"]):
-            im = ax.imshow(image, cmap="magma")
+            im = ax.imshow(image, cmap="magma", vmin=0, vmax=max(top, 1e-6))
             ax.set_title(title, fontsize=9)
             ax.axis("off")
             fig.colorbar(im, ax=ax, fraction=0.046, label="gray levels")
