@@ -21,3 +21,8 @@ $PY bench/weight_fusion.py --part averaging
 $PY bench/quality_per_minute.py --minutes 20
 $PY bench/gan.py
 $PY bench/throughput.py
+# calibrated error bounds: 12 models (two shards, one thread each), then the heuristics per seed
+OMP_NUM_THREADS=1 taskset -c 0 $PY bench/uncertainty.py --phase train --shard 0/2 &
+OMP_NUM_THREADS=1 taskset -c 1 $PY bench/uncertainty.py --phase train --shard 1/2; wait
+$PY bench/uncertainty.py --phase eval --shard 0/2 & $PY bench/uncertainty.py --phase eval --shard 1/2; wait
+$PY bench/uncertainty.py --phase report

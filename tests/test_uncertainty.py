@@ -307,3 +307,10 @@ def test_seed_std_calibrates_with_its_members_and_predict_needs_the_same_members
     pred = _eval(tmp_path, [*base, f"uncertainty_members=[{other}]", f"predict={src}",
                             f"output_dir={tmp_path / 'out'}"], name="pr2")
     assert len(pred["written"]) == 4 and not pred["failed"]
+
+
+def test_a_constant_score_removes_pixels_in_random_order():
+    error = torch.arange(400.0).view(1, 20, 20) / 400  # errors growing in raster order
+    curve, _ = sparsification(error, torch.ones_like(error))
+    # raster order would remove the small errors first: the curve would climb towards 2
+    assert float((curve - 1).abs().mean()) < 0.05 and float((curve - 1).abs().max()) < 0.3

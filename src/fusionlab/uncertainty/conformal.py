@@ -110,7 +110,9 @@ def sparsification(error: torch.Tensor, score: torch.Tensor, fractions: Sequence
         return (cum[-1] - cum[removed]) / (n - removed).double()
 
     total = e.mean().clamp_min(1e-12)
-    by_score = torch.argsort(score.flatten().double(), descending=True, stable=True)
+    # ties (a constant score) in a fixed random order, not raster order
+    shuffle = torch.randperm(n, generator=torch.Generator().manual_seed(0))
+    by_score = shuffle[torch.argsort(score.flatten().double()[shuffle], descending=True, stable=True)]
     by_error = torch.argsort(e, descending=True, stable=True)
     return curve(by_score) / total, curve(by_error) / total
 
