@@ -15,7 +15,7 @@ from fusionlab.utils.hydra import compose_config  # noqa: E402  (also registers 
 
 from fusionlab.pipeline import train  # noqa: E402
 from fusionlab.reporting.stats import paired_difference, seed_interval  # noqa: E402
-from fusionlab.utils.version import code_version, source_hash  # noqa: E402
+from fusionlab.utils.version import bench_version, code_version, source_hash  # noqa: E402
 from fusionlab.utils.io import atomic_write_json, atomic_write_text  # noqa: E402
 
 SHARED = Path(os.environ.get("FUSIONLAB_SHARED_DATA", ROOT.parent / "shared" / "data"))
@@ -79,7 +79,8 @@ def evaluate_checkpoint(ckpt_path: Path, out_dir: Path, overrides: list[str] = (
         atomic_write_json(key_file, key)
     result = json.loads(done.read_text())
     return {"test/psnr": result["metrics"]["test/psnr"], "test/ssim": result["metrics"]["test/ssim"],
-            "per_image": result["per_image"], "ms_per_image": result.get("ms_per_image")}
+            "per_image": result["per_image"], "ms_per_image": result.get("ms_per_image"),
+            "seed": int(result["config"]["seed"])}
 
 
 def seeds_summary(runs: list[dict], key: str) -> dict:
@@ -103,11 +104,20 @@ def paired_over_seeds(candidate: list[dict], baseline: list[dict], metric: str =
 
 def paired_by_seed(candidate: list[dict], baseline: list[dict], metric: str = "psnr") -> dict:
     """Over seeds: each seed's candidate-minus-baseline mean ``metric`` (test records), paired by
-    seed, mean with its 95% t-interval (includes training randomness, unlike the per-image interval)."""
+    seed (:func:`seed_of`; a seed on one side only is an error, not a silent mis-pairing), mean with its 95% t-interval (includes training randomness, unlike the per-image interval)."""
     def mean(run):
         return sum(r[metric] for r in run["per_image"]) / len(run["per_image"])
 
-    return seed_interval([mean(c) - mean(b) for c, b in zip(candidate, baseline)])
+    by_seed = {seed_of(b): b for b in baseline}
+    missing = sorted({seed_of(c) for c in candidate} ^ set(by_seed))
+    if missing:
+        raise ValueError(f"paired_by_seed: seeds {missing} are on one side only; pair runs of the same seeds")
+    return seed_interval([mean(c) - mean(by_seed[seed_of(c)]) for c in candidate])
+
+
+def seed_of(run: dict) -> int:
+    """The seed of a run's metrics (its saved config), for pairing runs by seed, never by order."""
+    return int(run["seed"] if "seed" in run else run["config"]["seed"])
 
 
 def fmt_seed_diff(d: dict) -> str:
@@ -132,7 +142,8 @@ def fmt_diff(d: dict) -> str:
 
 def write_results(name: str, data: dict, markdown: str) -> None:
     out = ROOT / "bench" / "results"
-    data = {"code_version": code_version(), "command": " ".join(["python", *sys.argv]), **data}
+    data = {"code_version": code_version(), "bench_version": bench_version(),
+            "command": " ".join(["python", *sys.argv]), **data}
     atomic_write_json(out / f"{name}.json", data)
     atomic_write_text(out / f"{name}.md", markdown)
     print(markdown)

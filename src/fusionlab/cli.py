@@ -62,4 +62,4 @@ def run(fn: Callable[..., Any], cfg: DictConfig, *args: Any) -> Any:
             message = str(err)
         log.error("%s", message)
         print(f"error: {message}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(getattr(err, "exit_code", 2))

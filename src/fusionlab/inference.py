@@ -276,6 +276,12 @@ def _input_files(source: str | Path) -> list[Path]:
     raise DataError(source, "no such file or folder", "predict")
 
 
+def _out_of_memory(exc: BaseException) -> bool:
+    """CUDA's ``OutOfMemoryError``, Python's ``MemoryError``, or the CPU allocator's RuntimeError."""
+    return isinstance(exc, (torch.OutOfMemoryError, MemoryError)) or "can't allocate memory" in str(exc) \
+        or "out of memory" in str(exc).lower()
+
+
 def apply_to_files(apply, channels: int, source: str | Path, out_dir: Path, description: str) -> dict:
     """``apply`` (a ``(C, H, W)`` tensor in [0, 1] -> the same) to every image of ``source`` (a file
     or a folder), written into ``out_dir`` under the same name, size, channel count and bit depth.
@@ -305,7 +311,9 @@ def apply_to_files(apply, channels: int, source: str | Path, out_dir: Path, desc
                 else:  # a picture of its own (a heat map): uint8 RGB, suffix with its extension
                     written.append(str(save_image(y, out_dir / f"{path.stem}{suffix}")))
         except Exception as exc:  # one line per bad file, the rest go on
-            message = f"{path}: skipped ({type(exc).__name__}: {exc})"
+            message = f"{path}: skipped ({type(exc).__name__}: {str(exc).strip().splitlines()[0][:300]})"
+            if _out_of_memory(exc):
+                message += "; out of memory: restore it in tiles with tile=512 (or smaller)"
             failed.append(message)
             log.error("%s", message)
             print(f"error: {message}")

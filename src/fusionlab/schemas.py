@@ -134,10 +134,89 @@ def checked(schema: type, key: str, **values: Any) -> SimpleNamespace:
         try:
             typed = OmegaConf.merge(OmegaConf.structured(schema), {name: value})[name]
         except OmegaConfBaseException:
-            raise ConfigError(f"{key}.{name}", f"{_requirement(f)}, got {value!r}") from None
+            raise ConfigError(f"{key}.{name}" if key else name, f"{_requirement(f)}, got {value!r}") from None
         meta = f.metadata
         if typed is not None and (("min" in meta and typed < meta["min"])
                                   or ("choices" in meta and typed not in meta["choices"])):
-            raise ConfigError(f"{key}.{name}", f"{_requirement(f)}, got {value!r}")
+            raise ConfigError(f"{key}.{name}" if key else name, f"{_requirement(f)}, got {value!r}")
         out[name] = typed
     return SimpleNamespace(**out)
+
+
+@dataclass
+class TrainerSchema:
+    """The numeric keys of ``conf/trainer/*.yaml`` that Lightning would otherwise reject with a bare
+    ``AssertionError`` or a traceback (``trainer.max_epochs=abc``). ``limit_*_batches`` (an int or
+    a fraction) and ``precision`` (an int or a string) are Lightning's own to check."""
+
+    max_epochs: Optional[int] = _int(None, -1)
+    min_epochs: Optional[int] = _int(None, 0)
+    max_steps: int = _int(-1, -1)
+    num_nodes: int = _int(1, 1)
+    check_val_every_n_epoch: Optional[int] = _int(1, 1)
+    log_every_n_steps: int = _int(10, 1)
+    num_sanity_val_steps: int = _int(0, -1)
+    accumulate_grad_batches: int = _int(1, 1)
+    benchmark: Optional[bool] = None
+    sync_batchnorm: bool = False
+    enable_progress_bar: bool = True
+
+
+@dataclass
+class RunOptionsSchema:
+    """Top-level options of ``train.py`` and ``evaluate.py`` (those a config file does not check)."""
+
+    seed: int = 0
+    tta: str = _choice("none", "none", "flip", "x8")
+    tta_fusion: str = _choice("mean", "mean", "median")
+    overwrite: bool = False
+    test: bool = True
+    tile: Optional[int] = _int(None, 1)
+    overlap: int = _int(64, 0)
+    samples: int = _int(16, 1)
+    predict_seed: int = 0
+    interpolations: int = _int(0, 0)
+
+
+# optimizer keys that must be numbers in a range (torch would raise ``Invalid learning rate: -1``)
+_OPTIMIZER_BOUNDS = {"lr": (0.0, False), "weight_decay": (0.0, True), "eps": (0.0, False), "momentum": (0.0, True)}
+
+
+def check_run_options(cfg: Any) -> None:
+    """Type-check ``trainer.*``, the run's top-level options and every optimizer's ``lr`` /
+    ``weight_decay`` / ``eps`` / ``momentum`` / ``betas`` in ``approach`` before anything is built.
+
+    :raises ConfigError: one line naming the key.
+    """
+    if cfg.get("trainer") is not None:
+        declared = {f.name for f in fields(TrainerSchema)}
+        checked(TrainerSchema, "trainer", **{k: v for k, v in cfg.trainer.items() if k in declared})
+    declared = {f.name for f in fields(RunOptionsSchema)}
+    checked(RunOptionsSchema, "", **{k: cfg.get(k) for k in declared if k in cfg})
+    if cfg.get("approach") is not None:
+        _check_optimizers(OmegaConf.to_container(cfg.approach, resolve=False), "approach")
+
+
+def _check_optimizers(node: Any, key: str) -> None:
+    if isinstance(node, list):
+        for i, item in enumerate(node):
+            _check_optimizers(item, f"{key}[{i}]")
+        return
+    if not isinstance(node, dict):
+        return
+    if str(node.get("_target_", "")).startswith("torch.optim.") and "lr_scheduler" not in str(node["_target_"]):
+        for name, (low, inclusive) in _OPTIMIZER_BOUNDS.items():
+            if name in node and not (isinstance(node[name], str) and node[name].startswith("${")):
+                _check_bounded(node[name], f"{key}.{name}", low, inclusive)
+        if "betas" in node and isinstance(node["betas"], (list, tuple)):
+            for i, beta in enumerate(node["betas"]):
+                if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not 0.0 <= beta < 1.0:
+                    raise ConfigError(f"{key}.betas", f"must be two numbers in [0, 1), got {node['betas']!r}")
+    for name, value in node.items():
+        _check_optimizers(value, f"{key}.{name}")
+
+
+def _check_bounded(value: Any, key: str, low: float, inclusive: bool) -> None:
+    ok = not isinstance(value, bool) and isinstance(value, (int, float)) and value == value and abs(value) != float("inf")
+    if not ok or (value < low if inclusive else value <= low):
+        raise ConfigError(key, f"must be a finite number {'>=' if inclusive else '>'} {low:g}, got {value!r}")

@@ -3,6 +3,7 @@ generators seeded per epoch so that a resumed run continues the same stream."""
 
 import logging
 import random
+import time
 import zlib
 from pathlib import Path
 
@@ -61,3 +62,33 @@ class EpochSeeds(L.Callback):
         random.seed(epoch_seed)
         np.random.seed(epoch_seed)
         torch.manual_seed(epoch_seed)  # all devices
+        # Lightning sets the sampler's epoch from its progress counters, which after a resume from
+        # the end-of-epoch checkpoint of a run with trainer.max_steps are one ahead of current_epoch
+        # (the resumed run trained on the patches of the epoch after): use the epoch itself.
+        sampler = getattr(trainer.train_dataloader, "sampler", None)
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(trainer.current_epoch)
+
+
+
+class FitClock(L.Callback):
+    """Wall time spent in ``trainer.fit``, carried in every checkpoint (``fusionlab_fit_time_s``), so
+    that a resumed run's ``train_time_s`` counts the time before the interruption too (up to the
+    checkpoint it resumed from), not only the time since the resume."""
+
+    KEY = "fusionlab_fit_time_s"
+
+    def __init__(self) -> None:
+        self.before, self.started = 0.0, None
+
+    def on_fit_start(self, trainer, pl_module) -> None:
+        self.started = time.perf_counter()
+
+    def elapsed(self) -> float:
+        return self.before + (time.perf_counter() - self.started if self.started is not None else 0.0)
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
+        checkpoint[self.KEY] = self.elapsed()
+
+    def on_load_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
+        self.before = float(checkpoint.get(self.KEY, 0.0))

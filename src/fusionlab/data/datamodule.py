@@ -10,6 +10,10 @@ from fusionlab.schemas import ImageDataSchema, checked
 from fusionlab.tasks.degradations import Degradation
 from fusionlab.utils.errors import ConfigError, DataError
 
+# Evaluation images must hold the SSIM window (fusionlab.metrics.image.SSIM_KERNEL, asserted equal in
+# tests/test_faults.py; data does not import metrics).
+EVAL_MIN_SIZE = 11
+
 
 class ImageDataModule(SplitLoaders):
     """Paired restoration data made on the fly from clean images.
@@ -79,10 +83,10 @@ class ImageDataModule(SplitLoaders):
     def _load_folder(self, split: str, folder: str) -> tuple[list, list[str]]:
         key = f"data.{split}_dir"
         files = list_images(folder, key)
-        images, names, bad = [], [], []
+        images, names, bad, converted = [], [], [], 0
         for path in files:
             try:
-                image = load_image(path, self.channels, self.gray)
+                image, planes = load_image(path, self.channels, self.gray, with_planes=True)
             except DataError as err:
                 if not self.skip_bad_files:
                     raise DataError(path, f"unreadable image file; set data.skip_bad_files=true to "
@@ -92,11 +96,18 @@ class ImageDataModule(SplitLoaders):
             problem = self.task.check_size(*image.shape[-2:], "image")
             if problem:
                 raise DataError(path, problem, key)
+            if split != "train" and min(image.shape[-2:]) < EVAL_MIN_SIZE:
+                raise DataError(path, f"image is {image.shape[-1]}x{image.shape[-2]}, smaller than the "
+                                f"{EVAL_MIN_SIZE}x{EVAL_MIN_SIZE} SSIM window that evaluation needs", key)
             if split == "train" and min(image.shape[-2:]) < self.patch_size:
                 raise DataError(path, f"image is {image.shape[-1]}x{image.shape[-2]}, smaller than "
                                 f"data.patch_size={self.patch_size}", key)
+            converted += self.channels == 1 and planes >= 3
             images.append(image if self.cache_images else functools.partial(load_image, path, self.channels, self.gray))
             names.append(path.name)
+        if converted:
+            warnings.warn(f"{folder} ({key}): {converted} colour image(s) converted to gray ({self.gray}) for this "
+                          "gray model (data.channels=1); set data.channels=3 for a colour model", stacklevel=2)
         if bad:
             warnings.warn(f"{folder}: skipped {len(bad)} unreadable file(s): {', '.join(bad)}")
         if not images:
@@ -117,6 +128,9 @@ class ImageDataModule(SplitLoaders):
                                           self.samples_per_epoch, self.augment)
         if stage in ("fit", "validate", None) and self.val_set is None:
             self.val_set = FullImageDataset(*self.load_split("val"), self.task)
+        if stage == "fit" and self.test_set is None and self.sources["test"][0] is not None:
+            # the test images are checked before training starts, not after it (a 1x1 file, ...)
+            self.test_set = FullImageDataset(*self.load_split("test"), self.task)
         if stage in ("test", None) and self.test_set is None:
             self.test_set = FullImageDataset(*self.load_split("test"), self.task)
 

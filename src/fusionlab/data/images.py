@@ -105,14 +105,16 @@ def write_array(array: np.ndarray, path: str | Path) -> None:
     skio.imsave(str(path), a, check_contrast=False)
 
 
-def load_image(path: str | Path, channels: int, gray: str = "luma") -> torch.Tensor:
-    """Read one image file as float32 ``(channels, H, W)`` in [0, 1].
+def load_image(path: str | Path, channels: int, gray: str = "luma", with_planes: bool = False):
+    """Read one image file as float32 ``(channels, H, W)`` in [0, 1] (with ``with_planes``: and the
+    file's number of planes, alpha included, to tell a converted colour image).
 
     :raises DataError: naming the file when it cannot be decoded.
     """
     try:
         array = read_array(path)
-        return to_tensor(array, channels, gray)
+        image = to_tensor(array, channels, gray)
+        return (image, 1 if array.ndim == 2 else int(array.shape[2])) if with_planes else image
     except Exception as exc:  # decoders raise many types; the user needs the file name
         raise DataError(path, f"cannot read image ({type(exc).__name__}: {exc})") from exc
 

@@ -16,7 +16,8 @@ from fusionlab.pipeline.uncertainty import options as uncertainty_options
 from fusionlab.pipeline.wandb_run import finish_wandb, log_config, log_eval_table, log_uncertainty
 from fusionlab.reporting.paired import member_comparison, member_labels, print_member_comparison
 from fusionlab.reporting.tables import print_eval_table
-from fusionlab.utils.errors import ConfigError, DataError
+from fusionlab.schemas import check_run_options
+from fusionlab.utils.errors import ConfigError, DataError, FilesFailed
 from fusionlab.utils.hydra import to_plain
 from fusionlab.utils.io import atomic_write_json
 from fusionlab.utils.version import code_version
@@ -95,6 +96,7 @@ def merge_eval_config(saved: DictConfig, eval_cfg: DictConfig, overrides: list[s
 def evaluate(cfg: DictConfig, overrides: list[str] | None = None, groups: set[str] | None = None) -> dict:
     """Test a checkpoint with the config it was trained with (plus overrides); write ``eval.json``."""
     started = time.perf_counter()
+    check_run_options(cfg)
     if cfg.get("compare"):
         from fusionlab.pipeline.compare import compare
 
@@ -111,6 +113,8 @@ def evaluate(cfg: DictConfig, overrides: list[str] | None = None, groups: set[st
     try:
         L.seed_everything(run_cfg.seed, workers=True)
         datamodule, model = build(run_cfg)
+        if not hasattr(model, "write_inference"):
+            refuse_style_options(cfg, type(model).__name__)
         uq = uncertainty_options(cfg)
         models = uncertainty.checked_models(uq, model) if uq else []  # checked before anything is computed
         trainer = build_trainer(run_cfg, model=model)
@@ -171,6 +175,11 @@ def predict(cfg: DictConfig) -> dict:
     if cfg.get("ckpt_path") is None:
         raise ConfigError("ckpt_path", "give the checkpoint to predict with (ckpt_path=RUN/checkpoints/best.ckpt)")
     predictor = load(cfg.ckpt_path, tta=str(cfg.get("tta") or "none"), tta_fusion=str(cfg.get("tta_fusion") or "mean"))
+    if predictor.task != "style":
+        refuse_style_options(cfg, f"a {predictor.task} checkpoint")
+    if predictor.task == "generate" and str(cfg.predict) != "samples":
+        raise ConfigError("predict", f"{cfg.predict!r}: a generation checkpoint makes samples and reads no images; "
+                          "use predict=samples (with samples=N, interpolations=K)")
     out_dir = Path(cfg.get("output_dir") or Path(cfg.paths.output_dir) / "predictions")
     uq = uncertainty_options(cfg)
     if uq and predictor.task == "restoration":
@@ -181,7 +190,7 @@ def predict(cfg: DictConfig) -> dict:
         print(f"predict: {len(result['written'])} files (restored, lower, upper, uncertainty heat map) written to "
               f"{out_dir}, {len(result['failed'])} skipped; intervals of {bounds['heuristic']} at "
               f"alpha={bounds['alpha']:g} (lambda={bounds['lambda']:.4g})")
-        return result
+        return _check_failed(result)
     if uq:
         raise ConfigError("uncertainty", f"per-pixel bounds are for restoration checkpoints; this one is {predictor.task}")
     if predictor.task == "generate":
@@ -198,6 +207,27 @@ def predict(cfg: DictConfig) -> dict:
                                bool(options["preserve_color"]), options["mask"],
                                float(2.0 if options["blur"] is None else options["blur"]))
     print(f"predict: {len(result['written'])} written to {out_dir}, {len(result['failed'])} skipped")
+    return _check_failed(result)
+
+
+def refuse_style_options(cfg: DictConfig, what: str) -> None:
+    """The style options (``styles``, ``weights``, ``mask``, ``preserve_color``) are for style
+    checkpoints; on any other they would be silently ignored: refuse them with one line."""
+    for key in ("styles", "weights", "mask"):
+        if cfg.get(key) is not None:
+            raise ConfigError(key, f"is an option of style checkpoints; {what} has no use for it (remove {key}=)")
+    if cfg.get("preserve_color"):
+        raise ConfigError("preserve_color", f"is an option of style checkpoints; {what} has no use for it")
+
+
+def _check_failed(result: dict) -> dict:
+    """``result`` when every input file was processed; else :class:`FilesFailed` (exit status 1)."""
+    failed = result.get("failed") or []
+    if failed:
+        names = ", ".join(Path(f.split(": skipped", 1)[0]).name for f in failed[:5])
+        more = f" and {len(failed) - 5} more" if len(failed) > 5 else ""
+        raise FilesFailed(f"predict: {len(failed)} file(s) failed ({names}{more}; each is named above); "
+                          f"{len(result.get('written') or [])} written")
     return result
 
 

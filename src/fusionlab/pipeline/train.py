@@ -5,22 +5,27 @@ import time
 from pathlib import Path
 
 import lightning as L
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 import torch
 from omegaconf import DictConfig
 
 from fusionlab.callbacks.checkpoint_config import ConfigInCheckpoint
-from fusionlab.callbacks.faults import EpochSeeds, SaveOnSigterm
+from fusionlab.callbacks.faults import EpochSeeds, FitClock, SaveOnSigterm
 from fusionlab.pipeline import builders
 from fusionlab.pipeline.builders import scalars
 from fusionlab.pipeline.wandb_run import finish_wandb, log_config, prepare_wandb
 from fusionlab.reporting.paired import member_comparison, member_labels
 from fusionlab.reporting.tables import print_summary
+from fusionlab.schemas import check_run_options
 from fusionlab.utils.hydra import check_complete, to_plain
 from fusionlab.utils.io import atomic_write_json
-from fusionlab.utils.resume import resolve_ckpt_path
+from fusionlab.utils.resume import check_resumable, resolve_ckpt_path
+from fusionlab.utils.run_folder import RunLock, check_run_folder, is_ddp_child
 from fusionlab.utils.version import code_version
 
 log = logging.getLogger("fusionlab")
+
+SIGTERM_EXIT = 143  # 128 + SIGTERM, what a shell reports for a process ended by the signal
 
 
 def averaged_weights(trainer: L.Trainer, model: L.LightningModule, best: str | None, out_dir: Path
@@ -55,20 +60,43 @@ def train(cfg: DictConfig) -> dict[str, float]:
     """
     started = time.perf_counter()
     check_complete(cfg)
+    check_run_options(cfg)
     L.seed_everything(cfg.seed, workers=True)
     out_dir = Path(cfg.paths.output_dir)
+    lock = None if is_ddp_child() else RunLock(out_dir)
+    if lock is not None:
+        check_run_folder(out_dir, cfg.get("ckpt_path"), bool(cfg.get("overwrite", False)), remove=False)
+        lock.acquire()
+    try:
+        return _train(cfg, out_dir, started)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _train(cfg: DictConfig, out_dir: Path, started: float) -> dict[str, float]:
+    if not is_ddp_child():
+        check_run_folder(out_dir, cfg.get("ckpt_path"), bool(cfg.get("overwrite", False)), remove=True)
     ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), out_dir)
     prepare_wandb(cfg, resume=ckpt_path is not None)
     try:
         datamodule, model = builders.build(cfg)
         saved = ConfigInCheckpoint(to_plain(cfg, resolve=False))
-        faults = [EpochSeeds(cfg.seed), SaveOnSigterm(str(out_dir / "checkpoints"))]
+        clock = FitClock()
+        faults = [EpochSeeds(cfg.seed), clock, SaveOnSigterm(str(out_dir / "checkpoints"))]
         trainer = builders.build_trainer(cfg, [saved, *faults], model)
         cost = builders.model_cost(model, cfg)
+        if ckpt_path is not None:
+            check_resumable(ckpt_path, model, cfg.task.get("_target_"))
         log_config(trainer, cfg, cost)
 
-        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=False)
-        fit_time = time.perf_counter() - started
+        try:
+            trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=False)
+        except SIGTERMException:  # a SystemExit without a code: the shell and schedulers would read success
+            log.warning("SIGTERM: stopped with exit status %d (last.ckpt saved; resume with ckpt_path=last)",
+                        SIGTERM_EXIT)
+            raise SystemExit(SIGTERM_EXIT) from None
+        fit_time = clock.elapsed()  # accumulated over resumes
         val = {**scalars(trainer.callback_metrics, "train/images_per_sec_epoch"),
                **scalars(trainer.callback_metrics, "val/")}
         ckpt_cb = trainer.checkpoint_callback

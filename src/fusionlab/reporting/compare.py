@@ -14,7 +14,7 @@ from fusionlab.reporting.figures import restoration_grid, scatter_quality_cost, 
 from fusionlab.reporting.paired import compare_settings, forest_plot
 from fusionlab.reporting.runs import AGGREGATED, aggregate, find_runs, label_settings
 from fusionlab.reporting.uncertainty import section as uncertainty_section
-from fusionlab.utils.errors import DataError
+from fusionlab.utils.errors import ConfigError, DataError
 from fusionlab.utils.io import atomic_write_text
 
 log = logging.getLogger("fusionlab")
@@ -185,9 +185,10 @@ def build_report(paths: list[str | Path], out_dir: str | Path, baseline: str = "
     columns = [c for c in table[0] if any(row.get(c) is not None for row in table)]
     settings = aggregate(runs)
     result = compare_settings(runs, baseline)
-    if result["unmatched_baseline"]:
-        problems.append(f"compare.baseline={result['unmatched_baseline']}: matches no run or setting; "
-                        "no between-run comparison")
+    if result["unmatched_baseline"]:  # refused before anything is written
+        labels = sorted({r.group_label for r in runs})
+        raise ConfigError("baseline", f"{result['unmatched_baseline']!r} matches no run folder and no setting; "
+                          f"settings: {'; '.join(labels[:6])}{' ...' if len(labels) > 6 else ''} (or baseline=auto)")
     set_columns, set_rows = _settings_rows(settings)
     figures = [f for f in (scatter_quality_cost(runs), strategy_bars(settings), zoomed_crops(runs),
                            restoration_grid(runs)) if f]

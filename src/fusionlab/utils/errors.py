@@ -47,5 +47,12 @@ def as_float(value: object, key: str, minimum: float | None = None) -> float:
     return float(value)
 
 
+class FilesFailed(FusionlabError, RuntimeError):
+    """Some input files of ``predict=`` could not be processed (each was named on its own line): the
+    process exits with status 1 (2 is a bad config or input that stopped everything)."""
+
+    exit_code = 1
+
+
 class TrainingDiverged(FusionlabError, RuntimeError):
     """A loss became NaN/Inf; training stopped before the bad step could touch the weights."""
