@@ -9,17 +9,18 @@ cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 $PY bench/ensemble.py "$@"
 $PY bench/fusion_levels.py "$@"
-read -r best_ff best_ens seed < <($PY -c "import json; r=json.load(open('bench/results/fusion_levels.json')); \
-ff=max((k for k in r['rows'] if k.startswith('feature fusion')), key=lambda k: r['rows'][k]['val/psnr']['mean']); \
-print(ff.split(': ')[1], r['ensemble_strategy'], r['args']['seeds'][0])")
-run=logs/bench
-$PY bench/denoise_protocol.py --checkpoints $run/ensemble/s$seed/member_dncnn/checkpoints/best.ckpt \
-    $run/ensemble/s$seed/fusion_$best_ens/checkpoints/best.ckpt $run/fusion_levels/s$seed/ff_$best_ff/checkpoints/best.ckpt
+# the protocol check: classical denoisers (BM3D, NL-means, TV) on the seeded noisy Set12/BSD68 images
+# against their published figures (no trained checkpoints: those are compared over seeds above)
+OMP_NUM_THREADS=1 $PY bench/denoise_protocol.py   # needs .[bench] (bm3d)
 $PY bench/denoise_color.py --minutes 30 --models single feature_fusion ensemble   # needs .[bench] (bm3d)
 $PY bench/weight_fusion.py --part soups
 $PY bench/weight_fusion.py --part averaging
 $PY bench/quality_per_minute.py --minutes 20
 $PY bench/gan.py
+$PY bench/superres.py --minutes 2
+$PY bench/generation.py --epochs 10
+$PY bench/style_features.py --experiments style_default
+OMP_NUM_THREADS=1 $PY bench/style_features.py --experiments style_paintings --seeds 1 2 3
 $PY bench/throughput.py
 # calibrated error bounds: 12 models (two shards, one thread each), then the heuristics per seed
 OMP_NUM_THREADS=1 taskset -c 0 $PY bench/uncertainty.py --phase train --shard 0/2 &

@@ -98,6 +98,13 @@ def test_python_api_samples_are_deterministic(tmp_path):
                                            f"output_dir={tmp_path / 'out'}"], config_name="eval", hydra_node=True)
     result = evaluate(ecfg, [], groups_of(ecfg))
     assert len(result["written"]) == 4 and (tmp_path / "out" / "interpolation.png").is_file()
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for bad in (f"predict={folder}", "predict=samples styles=[a.png]"):  # silently ignored before
+        ov = [f"ckpt_path={tmp_path / 'checkpoints' / 'last.ckpt'}", *bad.split(), "logger=csv"]
+        ecfg = compose_cfg(tmp_path / "pred2", ov, config_name="eval", hydra_node=True)
+        with pytest.raises(ConfigError, match=r"^(predict: .* makes samples and reads no images|styles: is an option)"):
+            evaluate(ecfg, [], groups_of(ecfg))
     strips = predictor.interpolate(2, 5, seed=3)
     assert len(strips) == 2 and len(strips[0]) == 5 and strips[0][0].shape == (1, 16, 16)
 

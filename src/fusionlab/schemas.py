@@ -27,8 +27,9 @@ from fusionlab.utils.errors import ConfigError
 GRAY_MODES = ("luma", "y")  # RGB -> gray: BT.601 luma, or Y of YCbCr (the SR convention)
 
 
-def _int(default: Any, minimum: int | None = None) -> Any:
-    return field(default=default, metadata={} if minimum is None else {"min": minimum})
+def _int(default: Any, minimum: int | None = None, maximum: int | None = None) -> Any:
+    meta = {} if minimum is None else {"min": minimum}
+    return field(default=default, metadata=meta if maximum is None else {**meta, "max": maximum})
 
 
 def _choice(default: Any, *choices: Any) -> Any:
@@ -112,6 +113,8 @@ def _requirement(f) -> str:
     if "choices" in f.metadata:
         return "must be one of " + ", ".join(str(c) for c in f.metadata["choices"])
     bound = f" >= {f.metadata['min']}" if "min" in f.metadata else ""
+    if "max" in f.metadata:
+        bound = f" in [{f.metadata.get('min', '-inf')}, {f.metadata['max']}]"
     optional = " or null" if getattr(f.type, "__args__", None) else ""
     return f"must be {_KINDS.get(kind, kind)}{bound}{optional}"
 
@@ -136,7 +139,7 @@ def checked(schema: type, key: str, **values: Any) -> SimpleNamespace:
         except OmegaConfBaseException:
             raise ConfigError(f"{key}.{name}" if key else name, f"{_requirement(f)}, got {value!r}") from None
         meta = f.metadata
-        if typed is not None and (("min" in meta and typed < meta["min"])
+        if typed is not None and (("min" in meta and typed < meta["min"]) or ("max" in meta and typed > meta["max"])
                                   or ("choices" in meta and typed not in meta["choices"])):
             raise ConfigError(f"{key}.{name}" if key else name, f"{_requirement(f)}, got {value!r}")
         out[name] = typed
@@ -166,7 +169,7 @@ class TrainerSchema:
 class RunOptionsSchema:
     """Top-level options of ``train.py`` and ``evaluate.py`` (those a config file does not check)."""
 
-    seed: int = 0
+    seed: int = _int(0, 0, 2**32 - 1)  # what NumPy's seeding accepts (Lightning's seed_everything)
     tta: str = _choice("none", "none", "flip", "x8")
     tta_fusion: str = _choice("mean", "mean", "median")
     overwrite: bool = False
@@ -174,7 +177,7 @@ class RunOptionsSchema:
     tile: Optional[int] = _int(None, 1)
     overlap: int = _int(64, 0)
     samples: int = _int(16, 1)
-    predict_seed: int = 0
+    predict_seed: int = _int(0, 0, 2**32 - 1)
     interpolations: int = _int(0, 0)
 
 

@@ -105,7 +105,7 @@ class ImageDataModule(SplitLoaders):
             converted += self.channels == 1 and planes >= 3
             images.append(image if self.cache_images else functools.partial(load_image, path, self.channels, self.gray))
             names.append(path.name)
-        if converted:
+        if converted and self.gray == "luma":  # gray=y is the SR convention, chosen on purpose
             warnings.warn(f"{folder} ({key}): {converted} colour image(s) converted to gray ({self.gray}) for this "
                           "gray model (data.channels=1); set data.channels=3 for a colour model", stacklevel=2)
         if bad:
