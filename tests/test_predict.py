@@ -8,7 +8,7 @@ from hydra.core.global_hydra import GlobalHydra
 from fusionlab.data.images import read_array, write_array
 from fusionlab.inference import load, receptive_radius, restore_tiled
 from fusionlab.pipeline import evaluate, train
-from fusionlab.utils.errors import ConfigError
+from fusionlab.utils.errors import ConfigError, FilesFailed
 from tests.helpers import compose_cfg, groups_of
 
 
@@ -38,7 +38,9 @@ def test_predict_keeps_names_sizes_channels_and_bit_depth(rgb_model, tmp_path):
     (src / "notes.txt").write_text("hello")
     ecfg = compose_cfg(tmp_path / "run", [f"ckpt_path={rgb_model}", f"predict={src}", "logger=csv",
                                           f"output_dir={tmp_path / 'out'}"], config_name="eval", hydra_node=True)
-    result = evaluate(ecfg, [], groups_of(ecfg))
+    with pytest.raises(FilesFailed, match=r"^predict: 2 file\(s\) failed .*5 written$") as failed:  # exit status 1
+        evaluate(ecfg, [], groups_of(ecfg))
+    result = failed.value.result
     assert len(result["written"]) == 5 and len(result["failed"]) == 2, result["failed"]
     assert any("broken.png: skipped" in f for f in result["failed"])
     for name, array in files.items():
@@ -153,7 +155,9 @@ def test_style_checkpoint_takes_your_own_folders_without_plus(tmp_path, rgb_mode
                                              f"styles=[{','.join(style_files)}]", "weights=[0.5,0.5]", "alpha=0.7",
                                              "preserve_color=true", f"mask={tmp_path / 'mask.png'}",
                                              f"output_dir={tmp_path / 'styled'}"], config_name="eval", hydra_node=True)
-    result = evaluate(ecfg, [], groups_of(ecfg))
+    with pytest.raises(FilesFailed) as failed:  # broken.png: exit status 1
+        evaluate(ecfg, [], groups_of(ecfg))
+    result = failed.value.result
     assert len(result["written"]) == 2 and len(result["failed"]) == 1, result
     for name, array in files.items():
         out = read_array(tmp_path / "styled" / name)

@@ -227,7 +227,7 @@ def _check_failed(result: dict) -> dict:
         names = ", ".join(Path(f.split(": skipped", 1)[0]).name for f in failed[:5])
         more = f" and {len(failed) - 5} more" if len(failed) > 5 else ""
         raise FilesFailed(f"predict: {len(failed)} file(s) failed ({names}{more}; each is named above); "
-                          f"{len(result.get('written') or [])} written")
+                          f"{len(result.get('written') or [])} written", result)
     return result
 
 

@@ -53,6 +53,10 @@ class FilesFailed(FusionlabError, RuntimeError):
 
     exit_code = 1
 
+    def __init__(self, message: str, result: dict | None = None) -> None:
+        self.result = result or {}  # what was written and what failed, for callers in Python
+        super().__init__(message)
+
 
 class TrainingDiverged(FusionlabError, RuntimeError):
     """A loss became NaN/Inf; training stopped before the bad step could touch the weights."""
