@@ -12,6 +12,7 @@ import resource
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -286,9 +287,12 @@ PROPERTY = settings(max_examples=40, deadline=None, derandomize=True, print_blob
 WRONG = st.sampled_from(["abc", "1.5", "-7", "''", "nan", "[1,2]", "maybe"])
 
 
-def _ints(low: int, high: int = 60):
-    return st.integers(low, high).map(str), st.one_of(WRONG.filter(lambda v: v != "-7" or low > -7),
-                                                      st.integers(-50, low - 1).map(str))
+def _ints(low: int, high: int = 60, wrong_below: int | None = None):
+    """Valid values low..high; wrong ones below ``wrong_below`` (default ``low``): max_steps is valid
+    from -1 (Lightning's "no limit") but the valid strategy draws from 1, so its wrong ones start at -2."""
+    below = low if wrong_below is None else wrong_below
+    return st.integers(low, high).map(str), st.one_of(WRONG.filter(lambda v: v != "-7" or below > -7),
+                                                      st.integers(-50, below - 1).map(str))
 
 
 def _choices(*options: str):
@@ -301,7 +305,7 @@ def _positive_floats():
 
 
 TRAIN_KEYS = {  # key -> (strategy of valid values, strategy of wrong values)
-    "trainer.max_epochs": _ints(1), "trainer.max_steps": _ints(1), "trainer.log_every_n_steps": _ints(1),
+    "trainer.max_epochs": _ints(1), "trainer.max_steps": _ints(1, wrong_below=-1), "trainer.log_every_n_steps": _ints(1),
     "trainer.check_val_every_n_epoch": _ints(1), "trainer.accumulate_grad_batches": _ints(1),
     "trainer.num_nodes": _ints(1, 4), "seed": _ints(0, 10**6), "overwrite": _choices("false"),
     "tta": _choices("none", "flip", "x8"), "tta_fusion": _choices("mean", "median"),
@@ -334,7 +338,8 @@ def test_property_train_overrides_exit_2_with_one_line_and_change_nothing(earlie
     is refused) of every checked key: exit 2, one line, no traceback, the earlier run untouched."""
     valid, bad = TRAIN_KEYS[key]
     value = data.draw(bad if wrong else valid)
-    out = earlier_run.parent / "new" if wrong else earlier_run
+    new = Path(tempfile.mkdtemp(dir=earlier_run.parent, prefix="new"))  # one per example: no state between them
+    out = new if wrong else earlier_run
     before = digest(earlier_run)
     try:
         cfg = compose_cfg(out, ["logger=csv", f"{key}={value}"])
@@ -347,7 +352,7 @@ def test_property_train_overrides_exit_2_with_one_line_and_change_nothing(earlie
     if wrong:
         assert key.split(".")[-1] in err, (key, value, err)
     assert digest(earlier_run) == before
-    assert not (earlier_run.parent / "new" / "checkpoints").exists()
+    assert not (new / "checkpoints").exists() and not (new / "metrics.json").exists(), (key, value)
 
 
 @settings(PROPERTY, max_examples=25)
