@@ -32,6 +32,7 @@ train: install
 	WANDB_MODE=$${WANDB_MODE:-offline} $(BIN)/python train.py $(ARGS)
 
 test: install
+	$(BIN)/lint-imports
 	WANDB_MODE=offline $(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 test-fast: install

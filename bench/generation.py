@@ -43,7 +43,7 @@ def member_width(total: int, k: int, channels: int) -> int:
 def real_grid(data: str, path) -> None:
     """64 training images (8x8), enlarged like the runs' grids."""
     from fusionlab.data.digits import DigitsDataModule
-    from fusionlab.reporting.grid import enlarge, make_grid, save_png
+    from fusionlab.utils.grid import enlarge, make_grid, save_png
 
     images = DigitsDataModule(stacked=data == "stacked_digits", image_size=16, reference_count=64).load()[:64]
     rows = [list(images[i:i + 8]) for i in range(0, 64, 8)]

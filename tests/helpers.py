@@ -33,6 +33,14 @@ def compose_cfg(tmp_path: Path, overrides: list[str] = (), config_name: str = "t
     return compose_config(config_name, [*base, *overrides], return_hydra_config=hydra_node)
 
 
+def fusion_operators() -> dict[str, type]:
+    """The operator registry users choose from (``fusion=NAME``: ``conf/fusion/NAME.yaml``), name -> class."""
+    from hydra.utils import get_class
+    from omegaconf import OmegaConf
+
+    return {f.stem: get_class(OmegaConf.load(f)["_target_"]) for f in sorted((CONF / "fusion").glob("*.yaml"))}
+
+
 def groups_of(cfg: DictConfig) -> set[str]:
     return set(cfg.hydra.runtime.choices) if "hydra" in cfg else set()
 

@@ -9,9 +9,9 @@ from fusionlab.fusion import Gated, Mean, Median, Stacked
 from fusionlab.models import DnCNN
 from fusionlab.pipeline import train
 from fusionlab.utils.errors import ConfigError, DataError
-from tests.helpers import compose_cfg, write_images
+from tests.helpers import compose_cfg, fusion_operators, write_images
 
-STRATEGIES = ["mean", "median", "weighted", "learned", "gated", "stacked", "attention"]
+STRATEGIES = list(fusion_operators())  # the registry (conf/fusion)
 
 
 def make(members, fusion=Mean, **kw):
@@ -41,7 +41,7 @@ def test_member_count_and_mode_are_validated():
     with pytest.raises(DataError, match=r"nope.ckpt: member checkpoint does not exist \(config key approach.member_checkpoints\[1\]\)"):
         ens.load_members()
     with pytest.raises(ConfigError, match="approach.bagging"):
-        make([DnCNN(1, 3, 4), DnCNN(1, 3, 4)], bagging=True)
+        make([DnCNN(1, 3, 4), DnCNN(1, 3, 4)], bagging=True, member_loss_weight=0.0)
     with pytest.raises(ConfigError, match="approach.members: members disagree on image channels"):
         make([DnCNN(1, 3, 4), DnCNN(3, 3, 4)])
 
@@ -67,7 +67,11 @@ def test_each_strategy_smoke_trains(tmp_path, fusion):
         assert f"val/psnr_member{i}" in metrics and f"test/ssim_member{i}" in metrics
     best_member = max(metrics[f"val/psnr_member{i}"] for i in range(3))
     assert metrics["val/fusion_gain_db"] == pytest.approx(metrics["val/psnr"] - best_member, abs=1e-4)
-    if fusion in ("weighted", "learned", "gated", "stacked", "attention"):
+    records = metrics["per_image"]  # two code paths (the synced epoch means, the per-image records) agree
+    assert len(records) == len({r["image"] for r in records}) >= 2
+    for key in ("psnr", "ssim", "psnr_member0", "psnr_input"):
+        assert metrics[f"test/{key}"] == pytest.approx(sum(r[key] for r in records) / len(records), abs=1e-4), key
+    if fusion not in ("mean", "median"):  # every other operator reports its weights per member
         weights = [metrics[f"val/fusion_weight_member{i}"] for i in range(3)]
         assert sum(weights) == pytest.approx(1.0, abs=1e-4)
     if fusion == "weighted":

@@ -55,7 +55,8 @@ def _start(run_dir: Path, extra: list[str]) -> subprocess.Popen:
     args = [sys.executable, "train.py", "extras.print_config=false", "logger=wandb", "trainer.accelerator=cpu",
             "trainer.deterministic=true", "trainer.max_steps=25", "data.samples_per_epoch=320",
             "data.val_images=[coins]", "data.test_images=[camera]", "trainer.enable_progress_bar=false",
-            "callbacks.progress_bar=null", f"hydra.run.dir={run_dir}", *extra]
+            "callbacks.progress_bar=null", "model.width=16", "model.depth=5",  # a smaller DnCNN: time, not the point
+            f"hydra.run.dir={run_dir}", *extra]
     # own W&B service: an in-process test may have left WANDB_SERVICE pointing at the pytest
     # process's service, which would still hold the killed run's id
     env = {**{k: v for k, v in os.environ.items() if k != "WANDB_SERVICE"}, "WANDB_MODE": "offline",

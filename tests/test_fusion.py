@@ -6,9 +6,10 @@ from fusionlab.fusion.members import MemberBank
 from fusionlab.fusion.operators import build_fusion
 from fusionlab.models import EDSR, DnCNN, UNet
 from fusionlab.utils.errors import ConfigError
+from tests.helpers import fusion_operators
 
 K, B, C, H, W = 3, 2, 4, 8, 6
-ALL = [Mean, Median, Weighted, Learned, Gated, Stacked, Attention]
+ALL = list(fusion_operators().values())  # every operator of the registry (conf/fusion)
 
 
 def stack(seed=0, k=K, c=C):
@@ -78,7 +79,7 @@ def test_learned_gated_attention_weights_sum_to_one():
     assert torch.allclose(gated(x, ctx), (g * x).sum(0), atol=1e-6)
 
 
-@pytest.mark.parametrize("op", [Weighted, Learned, Gated, Stacked, Attention, Mean, Median])
+@pytest.mark.parametrize("op", ALL)
 def test_gradients_reach_every_input(op):
     fuse = op(K, C, level="feature")
     perturb(fuse)
@@ -145,3 +146,11 @@ def test_unknown_operator_fails_at_compose(tmp_path):
 
     with pytest.raises(ConfigCompositionException, match="fusion"):
         compose_cfg(tmp_path, ["approach=feature_fusion", "fusion=no_such_operator"])
+
+
+def test_the_registry_holds_every_operator_of_the_library():
+    import fusionlab.fusion as fusion
+
+    exported = {getattr(fusion, n) for n in fusion.__all__ if isinstance(getattr(fusion, n), type)
+                and issubclass(getattr(fusion, n), fusion.FusionOperator) and getattr(fusion, n) is not fusion.FusionOperator}
+    assert exported == set(ALL) and {Mean, Median, Weighted, Learned, Gated, Stacked, Attention} <= exported

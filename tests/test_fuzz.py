@@ -107,7 +107,7 @@ FIELDS = {  # task -> numeric keys a user sets
 CASES = [(task, key) for task, keys in FIELDS.items() for key in keys]
 
 
-@settings(FUZZ, max_examples=100)
+@settings(FUZZ, max_examples=50)
 @given(case=st.sampled_from(CASES), value=NUMBERS, workers=st.integers(-2, 2))
 def test_numeric_overrides_work_or_name_the_key(tmp_path_factory, case, value, workers):
     task, key = case

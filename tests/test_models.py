@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from fusionlab.approaches.restoration import pad_to_multiple
+from fusionlab.functional import pad_to_multiple
 from fusionlab.models import EDSR, DnCNN, UNet
 
 BACKBONES = [

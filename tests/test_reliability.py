@@ -143,7 +143,7 @@ def test_a_real_failed_checkpoint_write_is_one_line_and_keeps_the_previous(tmp_p
     line = one_error_line(proc)
     assert "no space left on the device" in line and "previous checkpoint is intact" in line, line
     assert last.read_bytes() == before, "the previous checkpoint is intact"
-    assert not list((run / "checkpoints").glob(".*.tmp")), "no temporary file left"
+    assert not list((run / "checkpoints").glob(".*tmp*")), "no temporary file left"
 
 
 # ---- keys that are type-checked ---------------------------------------------------------------
@@ -200,7 +200,7 @@ def test_a_colour_folder_for_a_gray_model_is_said_once(tmp_path):
 
 # ---- a resume that is the same run -------------------------------------------------------------
 DEFAULT_STEP_BUDGET = ["extras.print_config=false", "logger=csv", "trainer.accelerator=cpu", "trainer.deterministic=true",
-                       "seed=7", "data.samples_per_epoch=320", "data.val_images=[coins]", "data.test_images=[camera]",
+                       "seed=7", "model.width=16", "model.depth=5", "data.samples_per_epoch=320", "data.val_images=[coins]", "data.test_images=[camera]",
                        "trainer.enable_progress_bar=false", "callbacks.progress_bar=null"]
 
 
@@ -282,7 +282,7 @@ def test_an_unmatched_baseline_is_refused_and_writes_no_report(earlier_run, tmp_
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-PROPERTY = settings(max_examples=40, deadline=None, derandomize=True, print_blob=True,
+PROPERTY = settings(max_examples=24, deadline=None, derandomize=True, print_blob=True,
                     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 WRONG = st.sampled_from(["abc", "1.5", "-7", "''", "nan", "[1,2]", "maybe"])
 
@@ -355,7 +355,7 @@ def test_property_train_overrides_exit_2_with_one_line_and_change_nothing(earlie
     assert not (new / "checkpoints").exists() and not (new / "metrics.json").exists(), (key, value)
 
 
-@settings(PROPERTY, max_examples=25)
+@settings(PROPERTY, max_examples=12)
 @given(data=st.data(), key=st.sampled_from(sorted(EVAL_KEYS)), wrong=st.booleans())
 def test_property_predict_overrides_work_or_exit_2(earlier_run, tmp_path_factory, capsys, data, key, wrong):
     from fusionlab.pipeline import evaluate

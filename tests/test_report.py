@@ -9,7 +9,6 @@ import pytest
 
 from fusionlab.pipeline import evaluate, train
 from fusionlab.reporting.compare import build_report
-from fusionlab.reporting.runs import describe
 from fusionlab.utils.errors import DataError
 from tests.helpers import compose_cfg, groups_of
 
@@ -28,11 +27,39 @@ def two_runs(tmp_path_factory):
     return root
 
 
-def test_describe_names_approach_strategy_backbones(two_runs):
-    config = json.loads((two_runs / "ensemble" / "metrics.json").read_text())["config"]
-    assert describe(config) == ("ensemble", "learned", "DnCNN+UNet+EDSR")
-    config = json.loads((two_runs / "single" / "metrics.json").read_text())["config"]
-    assert describe(config) == ("single", "-", "DnCNN")
+def test_runs_carry_what_their_approach_and_evaluator_declare(two_runs):
+    """The approach names itself and its members, the evaluator its metrics; records written before
+    they carried these are read to the same labels from their config."""
+    from fusionlab.reporting.runs import backbones, legacy_description, load_run
+
+    for name, label, strategy, nets in (("ensemble", "ensemble", "learned", "DnCNN+UNet+EDSR"),
+                                        ("single", "single", "-", "DnCNN")):
+        data = json.loads((two_runs / name / "metrics.json").read_text())
+        described = data["approach"]
+        assert (described["label"], described["strategy"], backbones(described["components"])) == (label, strategy, nets)
+        legacy = legacy_description(data["config"])
+        assert (legacy["label"], legacy["strategy"], backbones(legacy["components"])) == (label, strategy, nets)
+        assert data["metric_specs"]["task"] == "restoration"
+        specs = {s["name"]: s for s in data["metric_specs"]["metrics"]}
+        assert specs["psnr"]["primary"] and specs["psnr"]["unit"] == " dB" and specs["ssim"]["higher_is_better"]
+        run = load_run(two_runs / name)
+        assert (run.approach, run.strategy, run.backbones, run.task, run.primary.name) == \
+            (label, strategy, nets, "restoration", "psnr")
+    assert described["provenance"] == ["approach.init_checkpoint"]
+
+
+def test_each_approach_has_one_name_config_group_tag_and_label():
+    """``approach=NAME`` builds a class whose label is NAME, which is its W&B tag and report label."""
+    from omegaconf import OmegaConf
+
+    from fusionlab.utils.hydra import _run_tags, approach_label
+    from tests.helpers import CONF
+
+    for file in sorted((CONF / "approach").glob("*.yaml")):
+        target = OmegaConf.load(file)["_target_"]
+        assert approach_label(target) == file.stem, (file.name, target)
+        assert f"approach:{file.stem}" in _run_tags([], target, None)
+    assert approach_label("gone.module.SomeOldApproach") == "some_old_approach", "a class gone: its snake-case name"
 
 
 def test_report_from_runs_skips_bad_ones(two_runs, tmp_path):
@@ -114,7 +141,7 @@ def test_seeds_of_one_setting_aggregate_to_mean_and_sample_std(tmp_path):
     assert [r["n"] for r in rows] == [3, 2]
     assert rows[0]["psnr_mean"] == pytest.approx(30.5) and rows[0]["psnr_std"] == pytest.approx(0.5)
     assert rows[1]["psnr_std"] == pytest.approx(statistics.stdev([28.0, 29.0]))
-    assert rows[1]["ssim_mean"] == pytest.approx(0.285) and rows[0]["fid_mean"] is None
+    assert rows[1]["ssim_mean"] == pytest.approx(0.285) and "fid_mean" not in rows[0], "restoration has no FID"
     report, _, _, _ = build_report([tmp_path], tmp_path / "out")
     page = report.read_text()
     # mean over seeds with a 95% t-interval: 30.5 +- t(0.975, 2) * 0.5 / sqrt(3) = 30.5 +- 1.242
@@ -218,7 +245,7 @@ def test_report_mixes_tasks_without_crashing_and_names_repeats(tmp_path):
     rows = {r["run"].split("/")[-1]: r for r in table["rows"]}
     assert rows["gen"]["backbones"] == "DCGANGenerator+DCGANDiscriminator", "not the unused top-level model"
     assert rows["gen"]["task"] == "generate" and rows["gen"]["GFLOPs per"] == "sample 32"
-    assert rows["style"]["content_ssim"] == 0.5 and rows["style"]["psnr"] is None
+    assert rows["style"]["content_ssim"] == 0.5 and "psnr" not in rows["style"], "a style run has no PSNR column"
     settings = {s["label"]: s for s in table["settings"]}
     assert settings["single DnCNN"]["seeds"] == "1 seed: 7 (1 repeat of the same seed, averaged)"
     assert settings["single DnCNN"]["psnr_ci"] is None, "one seed: no interval over seeds"

@@ -29,7 +29,7 @@ def test_fusion_sweep_over_seeds_then_compare(tmp_path):
     assert all(group in r for r in records), "all jobs in the sweep's W&B group"
     assert b"fusion:mean" in records[0] and b"fusion:learned" not in records[0]  # job order: fusion, then seed
     assert b"fusion:learned" in records[2] and b"fusion:mean" not in records[2]
-    assert all(b"approach:output_ensemble" in r for r in records)
+    assert all(b"approach:ensemble" in r for r in records)
 
     res = run_cli(["evaluate.py", f"compare={sweep}", "logger=csv", f"hydra.run.dir={tmp_path / 'report'}"])
     assert res.returncode == 0, res.stderr[-3000:]

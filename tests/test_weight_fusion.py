@@ -107,7 +107,10 @@ def test_greedy_soup_never_lowers_validation_psnr(members):
     datamodule.setup("fit")
     report = soup.build_soup(datamodule.val_dataloader())
     assert report["soup_val_psnr"] >= max(report["member_val_psnr"]) - 1e-6
-    assert sum(w > 0 for w in report["weights"]) >= 1
+    best = max(range(3), key=lambda i: report["member_val_psnr"][i])
+    assert report["weights"][best] > 0, f"greedy starts from the best member: {report}"
+    # (Not asserted: that the member trained from scratch is left out. With these few-step members
+    # it is not -- it was added, raising val PSNR from 19.20 to 19.86 dB -- the regime issue #28 is about.)
 
 
 def test_members_of_another_architecture_or_init_are_named(members, tmp_path):

@@ -127,7 +127,7 @@ class Predictor:
         if tile is None or max(x.shape[-2:]) <= tile:
             out = self.model.restore(x)["main"]
         else:
-            from fusionlab.approaches.restoration import pad_to_multiple
+            from fusionlab.functional import pad_to_multiple
 
             padded, (h, w) = pad_to_multiple(x, self.stride)
             out = torch.cat([restore_tiled(lambda t: self.model.restore(t)["main"], padded[i : i + 1], tile,
@@ -141,7 +141,7 @@ class Predictor:
         """``(restored, score)`` of a ``(C, H, W)`` image in [0, 1] for an uncertainty heuristic of
         :mod:`fusionlab.uncertainty.scores` (``members``: the further checkpoints of ``seed_std``),
         tiled like :meth:`restore` (fused image and score stitched together)."""
-        from fusionlab.approaches.restoration import pad_to_multiple
+        from fusionlab.functional import pad_to_multiple
         from fusionlab.uncertainty.scores import fused_and_score
 
         self._require("restoration", "restore_with_score()")
@@ -165,7 +165,7 @@ class Predictor:
         several (``weights``: mixing; ``masks``: regions), with AdaIN's ``alpha`` and
         ``preserve_color`` controls."""
         self._require("style", "stylize()")
-        from fusionlab.approaches.restoration import pad_to_multiple
+        from fusionlab.functional import pad_to_multiple
 
         single = content.dim() == 3
         x = (content[None] if single else content).float()
@@ -199,13 +199,13 @@ def load(ckpt_path: str | Path, device: str = "cpu", tta: str = "none", tta_fusi
     with the test-time self-ensemble ``tta`` (``none|flip|x8``) fused by ``tta_fusion``."""
     from omegaconf import OmegaConf
 
-    from fusionlab.pipeline import load_checkpoint_config
+    from fusionlab.utils.checkpoints import load_checkpoint_config, read_checkpoint
     from fusionlab.utils.hydra import instantiate
 
     cfg = load_checkpoint_config(ckpt_path)
     cfg.paths = {"root_dir": ".", "shared_data": ".", "output_dir": ".", "log_dir": ".", "cache_dir": "."}
     model = instantiate(cfg.approach, "approach")
-    state = torch.load(ckpt_path, map_location="cpu", weights_only=False)["state_dict"]
+    state = read_checkpoint(ckpt_path)["state_dict"]
     model.load_state_dict(state)
     model.set_tta(tta, tta_fusion)
     model = model.to(device).eval()
@@ -257,14 +257,9 @@ def save_image(array, path: Path) -> Path:
     """Write atomically (temporary file in the same folder, then rename): nothing half-written."""
     from fusionlab.data.images import write_array
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.partial{path.suffix}")
-    try:
-        write_array(array, tmp)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    from fusionlab.utils.io import atomic_write
+
+    return atomic_write(path, lambda tmp: write_array(array, tmp))
 
 
 def _input_files(source: str | Path) -> list[Path]:
@@ -343,20 +338,6 @@ def predict_files(predictor: Predictor, source: str | Path, out_dir: Path, tile:
     return apply_to_files(apply, predictor.channels, source, out_dir, "restoring with bounds")
 
 
-def region_masks(mask_path: str | Path, n_styles: int, size: int | None = None) -> torch.Tensor:
-    """``(1, K, H, W)`` region masks from a label image: its distinct gray levels, darkest first,
-    are the regions; region ``k`` gets style ``k``. With ``size``: of its centre square at that size."""
-    from fusionlab.data.images import center_square, load_image
-
-    label = load_image(mask_path, 1)
-    label = (center_square(label, size) if size else label)[0].mul(255).round()
-    levels = torch.unique(label)
-    if len(levels) != n_styles:
-        raise DataError(mask_path, f"mask has {len(levels)} regions (gray levels) but {n_styles} styles were given",
-                        "mask")
-    return torch.stack([(label == v).float() for v in levels])[None]
-
-
 def stylize_files(predictor: Predictor, source: str | Path, out_dir: Path, styles, weights=None,
                   alpha: float = 1.0, preserve_color: bool = False, mask: str | Path | None = None,
                   blur: float = 2.0) -> dict:
@@ -365,7 +346,7 @@ def stylize_files(predictor: Predictor, source: str | Path, out_dir: Path, style
     image), keeping names, sizes, channel counts and bit depths (see :func:`apply_to_files`)."""
     import torch.nn.functional as F
 
-    from fusionlab.data.images import load_image
+    from fusionlab.data.images import load_image, region_masks
 
     predictor._require("style", "predict with styles")
     if not styles:
@@ -392,7 +373,7 @@ def predict_samples(predictor: Predictor, n: int, seed: int, out_dir: Path, inte
     """``n`` generated samples as PNG files plus a grid; with ``interpolations`` > 0, that many
     strips of ``steps`` images along spherical paths between latents of the stream ``seed``
     (``interpolation.png``)."""
-    from fusionlab.reporting.grid import enlarge, make_grid, save_png, to_uint8
+    from fusionlab.utils.grid import enlarge, make_grid, save_png, to_uint8
 
     images = predictor.sample(n, seed).cpu()
     written = [str(save_png(to_uint8(im), out_dir / f"sample{i:05d}.png")) for i, im in enumerate(images)]

@@ -6,7 +6,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from fusionlab.approaches.restoration import RestorationModule, make_optimizers
+from fusionlab.approaches.optim import make_optimizers
+from fusionlab.approaches.restoration import RestorationModule
+from fusionlab.utils.checkpoints import check_fits, part_state, read_checkpoint, saved_config
 from fusionlab.fusion.members import MemberBank
 from fusionlab.evaluation.base import WeightMeter
 from fusionlab.fusion.operators import build_fusion
@@ -34,6 +36,12 @@ class OutputEnsemble(RestorationModule):
     :param fusion: a partial fusion-operator factory (``fusion/`` config group).
     """
 
+    label = "ensemble"
+    provenance = ("member_checkpoints",)
+
+    def components(self) -> dict[str, nn.Module]:
+        return {f"member{i}": m for i, m in enumerate(self.bank.members)}
+
     def __init__(
         self,
         members: Sequence[nn.Module] | dict[str, nn.Module],
@@ -42,7 +50,7 @@ class OutputEnsemble(RestorationModule):
         optimizer: Callable[..., torch.optim.Optimizer],
         scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None = None,
         mode: str = "joint",
-        member_loss_weight: float = 0.0,
+        member_loss_weight: float = 0.5,
         member_checkpoints: Sequence[str] | None = None,
         bagging: bool = False,
         batched: bool | str = "auto",
@@ -97,8 +105,8 @@ class OutputEnsemble(RestorationModule):
         task_name = getattr(task_name, "name", None)
         for i, (path, member) in enumerate(zip(self.member_checkpoints, self.bank.members)):
             key = f"approach.member_checkpoints[{i}]"
-            ckpt = torch.load(path, map_location="cpu", weights_only=False)
-            saved = ckpt.get("fusionlab_config") or {}
+            ckpt = read_checkpoint(path, key, "member checkpoint")
+            saved = saved_config(ckpt)
             saved_channels = saved.get("data", {}).get("channels")
             if saved_channels is not None and saved_channels != self.channels:
                 raise DataError(path, f"member was trained on {saved_channels}-channel images, the ensemble "
@@ -108,15 +116,11 @@ class OutputEnsemble(RestorationModule):
             if expected and saved_task and not saved_task.endswith(expected):
                 raise DataError(path, f"member was trained for {saved_task.rsplit('.', 1)[-1]}, "
                                 f"this run's task is {task_name}", key)
-            state = {k[len("net."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
+            state = part_state(ckpt, ("net.",))
             if not state:
                 raise DataError(path, "not a single-model checkpoint (no net.* weights)", key)
-            try:
-                member.load_state_dict(state, strict=True)
-            except RuntimeError as exc:
-                first = str(exc).splitlines()[0]
-                raise DataError(path, f"weights do not fit member {i} ({type(member).__name__}): {first}",
-                                key) from None
+            check_fits(state, member, path, key, str(i))
+            member.load_state_dict(state, strict=True)
         self.bank.invalidate()
 
     def train(self, mode: bool = True):

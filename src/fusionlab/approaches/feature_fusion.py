@@ -6,7 +6,8 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-from fusionlab.approaches.restoration import RestorationModule, make_optimizers
+from fusionlab.approaches.optim import make_optimizers
+from fusionlab.approaches.restoration import RestorationModule
 from fusionlab.evaluation.base import WeightMeter
 from fusionlab.fusion.operators import build_fusion
 from fusionlab.models.blocks import conv3x3
@@ -28,6 +29,11 @@ class FeatureFusionRestorer(RestorationModule):
     :param fusion: a partial fusion-operator factory (``fusion/`` config group).
     :param decoder_depth: conv-ReLU layers of the decoder before its output conv.
     """
+
+    label = "feature_fusion"
+
+    def components(self) -> dict[str, nn.Module]:
+        return {f"branch{i}": b for i, b in enumerate(self.branches)}
 
     def __init__(
         self,

@@ -37,6 +37,11 @@ class UnconditionalGan(LatentSampler, AdversarialModule):
 
     LOSS_TERMS = ("adv", "r1")
 
+    label = "gan"
+
+    def components(self) -> dict[str, nn.Module]:
+        return {"generator": self.generator, "discriminator": self.discriminator}
+
     def __init__(self, generator: nn.Module, discriminator: nn.Module, gan_loss: GANLoss, optimizer_g: Callable,
                  optimizer_d: Callable, scheduler_g: Callable | None = None, scheduler_d: Callable | None = None,
                  loss_weights: dict[str, float] | None = None, n_critic: int = 1, grad_clip: float | None = None,
@@ -98,6 +103,12 @@ class GanMixture(UnconditionalGan):
     """
 
     LOSS_TERMS = ("adv", "r1", "cls", "entropy")
+
+    label = "gan_mixture"
+    provenance = ("member_checkpoints",)
+
+    def components(self) -> dict[str, nn.Module]:
+        return {**dict(zip(self.member_names, self.generator)), "discriminator": self.discriminator}
 
     def __init__(self, generator: Callable[[], nn.Module], discriminator: nn.Module, gan_loss: GANLoss,
                  optimizer_g: Callable, optimizer_d: Callable, num_generators: int = 3,
@@ -162,18 +173,14 @@ class GanMixture(UnconditionalGan):
         """Members with a checkpoint start from its inference generator (before the EMA copy syncs)."""
         if stage != "fit" or not any(self.member_checkpoints):
             return
-        from fusionlab.approaches.generator_fusion import generator_state
-        from fusionlab.utils.errors import DataError
+        from fusionlab.utils.checkpoints import generator_state
 
         for i, path in enumerate(self.member_checkpoints):
             if path is None:
                 continue
             key = f"approach.member_checkpoints[{i}]"
-            try:
-                self.generator[i].load_state_dict(generator_state(str(path), key), strict=True)
-            except RuntimeError as exc:
-                raise DataError(path, f"weights do not fit member {self.member_names[i]}: "
-                                f"{str(exc).splitlines()[0]}", key) from None
+            state = generator_state(str(path), key, self.generator[i], self.member_names[i])
+            self.generator[i].load_state_dict(state, strict=True)
         if self.ema is not None:
             self.ema.module.load_state_dict(self.generator.state_dict())
 

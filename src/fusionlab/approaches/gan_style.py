@@ -25,7 +25,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from fusionlab.approaches.adversarial import AdversarialModule
-from fusionlab.approaches.restoration import pad_to_multiple
+from fusionlab.functional import pad_to_multiple
+from fusionlab.functional import pad_to_multiple
 from fusionlab.losses.adversarial import GANLoss, r1_penalty, total_variation
 from fusionlab.losses.style import content_loss, style_distance
 from fusionlab.evaluation import StyleEvaluator
@@ -44,6 +45,11 @@ class GanStyleTransfer(AdversarialModule):
     """
 
     LOSS_TERMS = ("adv", "content", "style", "identity", "tv", "r1")
+
+    label = "gan_style"
+
+    def components(self) -> dict[str, nn.Module]:
+        return {"generator": self.generator, "discriminator": self.discriminator}
 
     def __init__(
         self,
@@ -178,9 +184,8 @@ class GanStyleTransfer(AdversarialModule):
         style), ``mask`` (a label image: its distinct gray levels, darkest first, are the regions;
         region ``k`` gets ``styles[k]``), ``blur`` (boundary smoothing, feature pixels).
         """
-        from fusionlab.data.images import center_square, load_image
-        from fusionlab.inference import region_masks
-        from fusionlab.reporting.grid import make_grid, save_png, to_uint8
+        from fusionlab.data.images import center_square, load_image, region_masks
+        from fusionlab.utils.grid import make_grid, save_png, to_uint8
         from fusionlab.utils.errors import DataError
 
         styles = options.get("styles")

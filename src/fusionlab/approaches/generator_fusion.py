@@ -19,16 +19,16 @@ per member is logged as ``fusion/weight_<name>``.
 """
 
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 
 import torch
 from torch import nn
 
 from fusionlab.approaches.adversarial import AdversarialModule
 from fusionlab.approaches.gan import UnconditionalGan
+from fusionlab.utils.checkpoints import generator_state
 from fusionlab.evaluation.base import WeightMeter
 from fusionlab.fusion.operators import build_fusion
-from fusionlab.utils.errors import DataError, check
+from fusionlab.utils.errors import check
 
 MODES = ("joint", "two_stage")
 
@@ -68,25 +68,22 @@ class FusedGenerator(nn.Module):
         return self.fuse(z)[0]
 
 
-def generator_state(path: str, key: str) -> dict[str, torch.Tensor]:
-    """The inference generator's weights of a generation checkpoint: a GAN's EMA copy when present,
-    else its ``generator`` (a VAE's decoder)."""
-    if not Path(path).is_file():
-        raise DataError(path, "member checkpoint does not exist", key)
-    state = torch.load(path, map_location="cpu", weights_only=False).get("state_dict", {})
-    for prefix in ("ema.module.", "generator."):
-        found = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-        if found:
-            return found
-    raise DataError(path, "not a generation checkpoint (no generator.* or ema.module.* weights)", key)
-
-
 class GeneratorFusion(UnconditionalGan):
     """:param generators: member name -> generator (any ``generator/`` option, own ``latent_dim``).
     :param fusion: a fusion operator factory (``fusion=NAME``), built for M image inputs, no context.
     :param mode: ``joint`` or ``two_stage`` (members from ``member_checkpoints``, frozen).
     :param member_checkpoints: two_stage: one generation checkpoint per member, in order.
     """
+
+    label = "generator_fusion"
+    provenance = ("member_checkpoints",)
+
+    def components(self) -> dict[str, nn.Module]:
+        fused = self.generator
+        return {**dict(zip(fused.names, fused.members)), "discriminator": self.discriminator}
+
+    def strategy(self) -> str:
+        return type(self.generator.fusion).__name__.lower()
 
     def __init__(self, generators: Mapping[str, nn.Module], discriminator: nn.Module, fusion: Callable, gan_loss,
                  optimizer_g: Callable, optimizer_d: Callable, scheduler_g: Callable | None = None,
@@ -128,11 +125,7 @@ class GeneratorFusion(UnconditionalGan):
         if stage == "fit" and self.mode == "two_stage":
             for i, (path, member) in enumerate(zip(self.member_checkpoints, self.generator.members)):
                 key = f"approach.member_checkpoints[{i}]"
-                try:
-                    member.load_state_dict(generator_state(path, key), strict=True)
-                except RuntimeError as exc:
-                    raise DataError(path, f"weights do not fit member {self.generator.names[i]} "
-                                    f"({type(member).__name__}): {str(exc).splitlines()[0]}", key) from None
+                member.load_state_dict(generator_state(path, key, member, self.generator.names[i]), strict=True)
             if self.ema is not None:  # the EMA copy starts from the loaded members
                 self.ema.module.load_state_dict(self.generator.state_dict())
 

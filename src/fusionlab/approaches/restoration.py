@@ -10,26 +10,10 @@ Subclasses own ``forward``, ``training_step`` and ``configure_optimizers``; they
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 
 from fusionlab.evaluation import EvaluatedModule, RestorationEvaluator
+from fusionlab.functional import pad_to_multiple
 from fusionlab.fusion.self_ensemble import check_tta, self_ensemble
-
-
-def pad_to_multiple(x: torch.Tensor, stride: int) -> tuple[torch.Tensor, tuple[int, int]]:
-    """Pad H and W up to multiples of ``stride`` (reflect where possible); return the original size."""
-    h, w = x.shape[-2:]
-    ph, pw = (-h) % stride, (-w) % stride
-    if ph or pw:
-        mode = "reflect" if ph < h and pw < w else "replicate"
-        x = F.pad(x, (0, pw, 0, ph), mode=mode)
-    return x, (h, w)
-
-
-def make_optimizers(params, optimizer, scheduler=None):
-    """``configure_optimizers``' return value from partial optimizer/scheduler factories."""
-    opt = optimizer(params=params)
-    return opt if scheduler is None else {"optimizer": opt, "lr_scheduler": scheduler(optimizer=opt)}
 
 
 class RestorationModule(EvaluatedModule):

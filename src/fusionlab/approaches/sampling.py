@@ -76,7 +76,7 @@ class LatentSampler:
     def write_inference(self, datamodule, out_dir: str | Path, options: dict) -> dict:
         """Sample grid and latent interpolation strips (the samples themselves are written by the
         image-writer callback during test)."""
-        from fusionlab.reporting.grid import enlarge, make_grid, save_png
+        from fusionlab.utils.grid import enlarge, make_grid, save_png
 
         out = Path(out_dir)
         tile = max(64, int(datamodule.image_size))

@@ -5,7 +5,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from fusionlab.approaches.restoration import RestorationModule, make_optimizers
+from fusionlab.approaches.optim import make_optimizers
+from fusionlab.approaches.restoration import RestorationModule
 
 
 class SingleModel(RestorationModule):
@@ -20,6 +21,12 @@ class SingleModel(RestorationModule):
     :param scheduler: an optional partial LR-scheduler factory taking ``optimizer``.
     :param init_checkpoint: a single-model checkpoint whose weights training starts from.
     """
+
+    label = "single"
+    provenance = ("init_checkpoint",)
+
+    def components(self) -> dict[str, nn.Module]:
+        return {"net": self.net}
 
     def __init__(
         self,
@@ -41,9 +48,9 @@ class SingleModel(RestorationModule):
         recipe for soup members that share an initialisation (a resumed run then loads its own)."""
         if stage != "fit" or not self.init_checkpoint:
             return
-        from fusionlab.approaches.soup import load_net_state
+        from fusionlab.utils.checkpoints import net_state
 
-        self.net.load_state_dict(load_net_state(self.init_checkpoint, self.net, "member_init"))
+        self.net.load_state_dict(net_state(self.init_checkpoint, self.net, "member_init"))
 
     def forward(self, source: torch.Tensor) -> torch.Tensor:
         return self.net(source)

@@ -23,14 +23,14 @@ a soup costs one member's FLOPs.
 import logging
 import warnings
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 import torch
 from torch import nn
 
 from fusionlab.approaches.restoration import RestorationModule
 from fusionlab.metrics.image import prepare_for_metrics, psnr_per_image
-from fusionlab.utils.errors import DataError, check
+from fusionlab.utils.checkpoints import net_state
+from fusionlab.utils.errors import check
 
 log = logging.getLogger("fusionlab")
 RECIPES = ("uniform", "greedy", "weighted")
@@ -52,27 +52,6 @@ def average_states(states: Sequence[dict[str, torch.Tensor]], weights: Sequence[
     return out
 
 
-def load_net_state(path: str, net: nn.Module, key: str) -> dict[str, torch.Tensor]:
-    """The ``net.*`` weights of a single-model checkpoint, checked against ``net``'s architecture.
-
-    :raises DataError: naming the file and ``key`` (missing, not a single model, other architecture).
-    """
-    reference = net.state_dict()
-    if not Path(path).is_file():
-        raise DataError(path, "checkpoint does not exist", key)
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    state = {k[len("net."):]: v for k, v in ckpt.get("state_dict", {}).items() if k.startswith("net.")}
-    if not state:
-        raise DataError(path, "not a single-model checkpoint (no net.* weights)", key)
-    missing, extra = sorted(set(reference) - set(state)), sorted(set(state) - set(reference))
-    shapes = [k for k in reference if k in state and state[k].shape != reference[k].shape]
-    if missing or extra or shapes:
-        what = (f"missing {missing[:3]}" if missing else f"unexpected {extra[:3]}" if extra
-                else f"shape of {shapes[0]} is {tuple(state[shapes[0]].shape)}, not {tuple(reference[shapes[0]].shape)}")
-        raise DataError(path, f"not of this architecture ({type(net).__name__}): {what}", key)
-    return state
-
-
 class ModelSoup(RestorationModule):
     """:param net: the members' architecture (``model/`` group), into which the soup is loaded.
     :param member_checkpoints: M >= 2 single-model checkpoints of that architecture.
@@ -82,6 +61,15 @@ class ModelSoup(RestorationModule):
     :param warn_drop_db: warn when the soup's validation PSNR is this far below the members' mean
         (the sign that members do not share an initialisation).
     """
+
+    label = "soup"
+    provenance = ("member_checkpoints",)
+
+    def components(self) -> dict[str, nn.Module]:
+        return {"net": self.net}
+
+    def strategy(self) -> str:
+        return self.recipe
 
     def __init__(self, net: nn.Module, member_checkpoints: Sequence[str] | None = None, recipe: str = "uniform",
                  weights: Sequence[float] | None = None, bn_batches: int = 50, warn_drop_db: float = 1.0,
@@ -111,7 +99,7 @@ class ModelSoup(RestorationModule):
     # ---- building the soup (fit) ---------------------------------------------------------------
     def load_member_states(self) -> list[dict[str, torch.Tensor]]:
         """Each member's ``net.*`` weights, checked against this architecture (one line per problem)."""
-        return [load_net_state(path, self.net, f"approach.member_checkpoints[{i}]")
+        return [net_state(path, self.net, f"approach.member_checkpoints[{i}]")
                 for i, path in enumerate(self.member_checkpoints)]
 
     @torch.no_grad()

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fusionlab.approaches.restoration import make_optimizers
+from fusionlab.approaches.optim import make_optimizers
 from fusionlab.approaches.sampling import LatentSampler
 from fusionlab.evaluation import GenerationEvaluator
 from fusionlab.evaluation.hooks import EvaluatedModule
@@ -58,6 +58,11 @@ class VAE(LatentSampler, EvaluatedModule):
     :param likelihood: ``bernoulli``, ``gaussian`` or ``l1``; ``scale``: sigma or b of the latter two.
     :param grid_samples: fixed-latent samples in each grid; ``recon_rows``: input|reconstruction rows.
     """
+
+    label = "vae"
+
+    def components(self) -> dict[str, nn.Module]:
+        return {"encoder": self.encoder, "decoder": self.generator}
 
     def __init__(self, encoder: nn.Module, generator: nn.Module, optimizer: Callable, scheduler: Callable | None = None,
                  beta: float = 1.0, kl_warmup_epochs: int = 0, likelihood: str = "bernoulli", scale: float = 0.1,

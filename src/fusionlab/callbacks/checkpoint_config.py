@@ -4,7 +4,7 @@ from typing import Any
 
 import lightning as L
 
-CONFIG_KEY = "fusionlab_config"
+from fusionlab.utils.checkpoints import CONFIG_KEY
 
 
 class ConfigInCheckpoint(L.Callback):

@@ -8,7 +8,7 @@ import lightning as L
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 
-from fusionlab.reporting.grid import enlarge, make_grid, save_png, to_uint8
+from fusionlab.utils.grid import enlarge, make_grid, save_png, to_uint8
 
 
 class EpochGrid(L.Callback):

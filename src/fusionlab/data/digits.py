@@ -102,17 +102,6 @@ class DigitsDataModule(GenerationDataModule):
         unknown = sorted(set(self.classifier_config) - {"width", "epochs", "seed"})
         check(not unknown, "data.classifier", f"unknown keys {unknown}: expected width, epochs, seed")
         self.cache_dir = cache_dir
-        self._classifier = None
-
-    def classifier(self):
-        """The digit classifier of :mod:`fusionlab.metrics.digits` for these digits (trained once,
-        cached under ``cache_dir``) and its held-out accuracy."""
-        if self._classifier is None:
-            from fusionlab.metrics.digits import train_classifier
-
-            self._classifier = train_classifier(self.image_size, cache_dir=self.cache_dir,
-                                                **{k: int(v) for k, v in self.classifier_config.items()})
-        return self._classifier
 
     def load(self) -> torch.Tensor:
         """The reference images: the training digits, or ``reference_count`` stacked ones."""

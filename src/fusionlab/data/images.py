@@ -149,3 +149,15 @@ def center_square(image: torch.Tensor, size: int) -> torch.Tensor:
     h, w = image.shape[-2:]
     top, left = (h - size) // 2, (w - size) // 2
     return image[:, top : top + size, left : left + size].contiguous()
+
+
+def region_masks(mask_path: str | Path, n_styles: int, size: int | None = None) -> torch.Tensor:
+    """``(1, K, H, W)`` region masks from a label image: its distinct gray levels, darkest first,
+    are the regions; region ``k`` gets style ``k``. With ``size``: of its centre square at that size."""
+    label = load_image(mask_path, 1)
+    label = (center_square(label, size) if size else label)[0].mul(255).round()
+    levels = torch.unique(label)
+    if len(levels) != n_styles:
+        raise DataError(mask_path, f"mask has {len(levels)} regions (gray levels) but {n_styles} styles were given",
+                        "mask")
+    return torch.stack([(label == v).float() for v in levels])[None]

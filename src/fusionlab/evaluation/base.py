@@ -1,10 +1,10 @@
 """The evaluator contract shared by every task family."""
 
-from collections.abc import Mapping
-
 import torch
 from torch import nn
 from torchmetrics import MeanMetric
+
+from fusionlab.evaluation.specs import MetricSpec, spec_record
 
 STAGES = ("val", "test")
 
@@ -18,13 +18,26 @@ class Evaluator(nn.Module):
     (synced across processes), so the logged epoch value is exactly the mean of the records.
 
     :cvar task: the task family this evaluator belongs to (``restoration``, ``style``, ``generate``).
-    :cvar best: ``(metric, "max"|"min")`` tracked as ``val/<metric>_best`` across epochs, or None.
-    :cvar higher_is_better: per metric name, for paired comparisons (unlisted: higher is better).
+    :cvar metrics: what each metric it logs is (:class:`~fusionlab.evaluation.specs.MetricSpec`): the
+        one declaration the pipeline writes into the run records and reporting reads.
+    :cvar track_best: track the primary metric as ``val/<metric>_best`` across epochs.
     """
 
     task = ""
-    best: tuple[str, str] | None = None
-    higher_is_better: Mapping[str, bool] = {}
+    metrics: tuple[MetricSpec, ...] = ()
+    track_best = False
+
+    @property
+    def best(self) -> tuple[str, str] | None:
+        """``(primary metric, "max"|"min")`` tracked as ``val/<metric>_best``, or None."""
+        first = next((s for s in self.metrics if s.primary), None)
+        if not self.track_best or first is None:
+            return None
+        return first.name, "max" if first.higher_is_better else "min"
+
+    def metric_specs(self) -> dict:
+        """The ``metric_specs`` entry of this task's run records."""
+        return spec_record(self.task, self.metrics)
 
     def __init__(self) -> None:
         super().__init__()

@@ -6,6 +6,8 @@ import logging
 import torch
 
 from fusionlab.evaluation.base import Evaluator
+from fusionlab.evaluation.specs import MetricSpec
+from fusionlab.evaluation.style import FEATURE_DISTANCES
 from fusionlab.metrics.generation import nearest_distance
 
 log = logging.getLogger("fusionlab")
@@ -25,7 +27,19 @@ class GenerationEvaluator(Evaluator):
     digits) to read them by."""
 
     task = "generate"
-    higher_is_better = {"nn_distance": True, "digit_confidence": True}  # closer to the training set is copying, not quality
+    _DIGITS = "digit classifier features"
+    metrics = (
+        MetricSpec("fd_digits", higher_is_better=False, per_item=False, space=_DIGITS, primary=True, digits=3),
+        MetricSpec("modes_covered", per_item=False, space="digit classifier readings", digits=1),
+        MetricSpec("mode_kl", higher_is_better=False, per_item=False, space="digit classifier readings"),
+        MetricSpec("precision", per_item=False, space=_DIGITS),
+        MetricSpec("recall", per_item=False, space=_DIGITS),
+        *FEATURE_DISTANCES,
+        # per sample, but samples of two generators are not the same item: compared over seeds only.
+        # Closer to the training set is copying, not quality: a larger distance is not worse.
+        MetricSpec("nn_distance", paired=False, space="pixels, to the nearest training image"),
+        MetricSpec("digit_confidence", paired=False, space="digit classifier probability"),
+    )
 
     def __init__(self) -> None:
         super().__init__()
@@ -47,10 +61,12 @@ class GenerationEvaluator(Evaluator):
             return
         self.reference = torch.stack(ref[0]).flatten(1).float().to(module.device)
         self.reference_spacing = float(nearest_distance(self.reference, self.reference, exclude_self=True).mean())
-        if hasattr(datamodule, "classifier"):
-            from fusionlab.metrics.digits import DigitReader
+        if hasattr(datamodule, "classifier_config"):  # data=digits|stacked_digits: the classifier of these digits
+            from fusionlab.metrics.digits import DigitReader, train_classifier
 
-            classifier, self.classifier_accuracy = datamodule.classifier()
+            classifier, self.classifier_accuracy = train_classifier(
+                datamodule.image_size, cache_dir=datamodule.cache_dir,
+                **{k: int(v) for k, v in datamodule.classifier_config.items()})
             self._reader = [DigitReader(classifier, datamodule.channels)]
             self.num_modes = datamodule.modes
             images = torch.stack(ref[0])

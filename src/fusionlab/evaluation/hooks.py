@@ -8,9 +8,11 @@ Nothing else about evaluation lives in an approach.
 """
 
 import time
+from typing import ClassVar
 
 import lightning as L
 import torch
+from torch import nn
 from torchmetrics import MaxMetric, MinMetric
 
 from fusionlab.evaluation.base import Evaluator
@@ -26,6 +28,27 @@ class EvaluatedModule(L.LightningModule):
 
     evaluator: Evaluator
     evaluating: bool = False  # True while an evaluation step computes its outputs
+    #: the approach's one name: its config group (``approach=NAME``), its W&B tag, its report label
+    label: ClassVar[str] = ""
+    #: approach config keys that say where its weights came from (member checkpoints), not what it
+    #: computes: the report does not count them as settings
+    provenance: ClassVar[tuple[str, ...]] = ()
+
+    # ---- what it is (written into the run records, read by the report) -----------------------
+    def components(self) -> dict[str, nn.Module]:
+        """Its named networks (members, branches, generators, discriminator)."""
+        return {}
+
+    def strategy(self) -> str:
+        """How it fuses (the fusion operator, a soup recipe); ``-`` when it does not."""
+        fusion = getattr(self, "fusion", None)
+        return type(fusion).__name__.lower() if isinstance(fusion, nn.Module) else "-"
+
+    def description(self) -> dict:
+        """``{"label", "class", "strategy", "components": {name: class}, "provenance": [...]}``."""
+        return {"label": self.label or type(self).__name__, "class": type(self).__name__, "strategy": self.strategy(),
+                "components": {name: type(m).__name__ for name, m in self.components().items()},
+                "provenance": [f"approach.{key}" for key in self.provenance]}
 
     def set_evaluator(self, evaluator: Evaluator) -> None:
         self.evaluator = evaluator

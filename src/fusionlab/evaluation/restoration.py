@@ -5,6 +5,7 @@ from collections.abc import Sequence
 import torch
 
 from fusionlab.evaluation.base import Evaluator
+from fusionlab.evaluation.specs import MetricSpec
 from fusionlab.metrics.image import prepare_for_metrics, psnr_per_image, ssim_per_image
 
 
@@ -18,7 +19,9 @@ class RestorationEvaluator(Evaluator):
     """
 
     task = "restoration"
-    best = ("psnr", "max")
+    metrics = (MetricSpec("psnr", unit=" dB", primary=True, digits=2),
+               MetricSpec("ssim"))
+    track_best = True
 
     def __init__(self, y_channel: bool = False, crop_border: int = 0) -> None:
         super().__init__()

@@ -3,6 +3,7 @@
 import torch
 
 from fusionlab.evaluation.base import Evaluator
+from fusionlab.evaluation.specs import MetricSpec
 from fusionlab.losses.style import style_distance
 from fusionlab.metrics.image import ssim_per_image
 
@@ -12,6 +13,14 @@ def to_gray(image: torch.Tensor) -> torch.Tensor:
     return x if x.shape[1] == 1 else (x * x.new_tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)
 
 
+# FID/KID of the FID callback (fusionlab.callbacks.fid) against the task's reference set: one number
+# per run; *_proxy when computed in random conv features instead of Inception (another space, another name)
+FEATURE_DISTANCES = (
+    MetricSpec("fid", higher_is_better=False, per_item=False, space="Inception-v3 pool3", digits=2),
+    MetricSpec("kid", higher_is_better=False, per_item=False, space="Inception-v3 pool3"),
+    MetricSpec("fid_proxy", higher_is_better=False, per_item=False, space="random conv features", digits=2),
+    MetricSpec("kid_proxy", higher_is_better=False, per_item=False, space="random conv features"),
+)
 # The yardstick of style_distance_fixed: random filter banks with another seed and other sizes than
 # the random_multiscale training space's defaults (seed 0; 3, 5, 9, 15), identical in every run.
 YARDSTICK = {"kernel_sizes": (3, 7, 13, 21), "width": 64, "seed": 2017}
@@ -27,8 +36,14 @@ class StyleEvaluator(Evaluator):
     whose reference is the data module's ``reference_images``."""
 
     task = "style"
-    best = ("content_ssim", "max")
-    higher_is_better = {"style_distance": False, "style_distance_fixed": False, "style_distance_content": False}
+    metrics = (MetricSpec("content_ssim", primary=True, space="gray pixels, output vs content"),
+               MetricSpec("style_distance", higher_is_better=False, space="the approach's style features"),
+               MetricSpec("style_distance_fixed", higher_is_better=False,
+                          space="fixed random multi-scale features (YARDSTICK)"),
+               MetricSpec("style_distance_content", higher_is_better=False,
+                          space="fixed random multi-scale features, unstylised content (the level to go below)"),
+               *FEATURE_DISTANCES)
+    track_best = True
 
     def __init__(self) -> None:
         super().__init__()

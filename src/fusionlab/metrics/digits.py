@@ -113,10 +113,9 @@ def train_classifier(image_size: int = 16, width: int = 32, epochs: int = 60, se
         model, accuracy = fit_classifier(image_size, width, epochs, seed)
     log.info("digit classifier (%d px): held-out accuracy %.4f", image_size, accuracy)
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        torch.save({"state_dict": model.state_dict(), "test_accuracy": accuracy}, tmp)
-        tmp.replace(path)
+        from fusionlab.utils.io import atomic_write
+
+        atomic_write(path, lambda tmp: torch.save({"state_dict": model.state_dict(), "test_accuracy": accuracy}, tmp))
     return model, accuracy
 
 

@@ -10,7 +10,6 @@
 
 import hashlib
 import logging
-import os
 import sys
 import warnings
 from pathlib import Path
@@ -131,10 +130,9 @@ class FeatureDistances(nn.Module):
         if path is None or not self.kid.real_features:
             return
         feats = torch.cat([f if f.dim() == 2 else f[None] for f in self.kid.real_features]).cpu()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # own temp name: concurrent writers
-        torch.save(feats, tmp)
-        tmp.replace(path)
+        from fusionlab.utils.io import atomic_write
+
+        atomic_write(path, lambda tmp: torch.save(feats, tmp))  # (a temporary file per writer: concurrent runs)
 
     def update(self, images: torch.Tensor, real: bool) -> None:
         with torch.no_grad():

@@ -6,10 +6,9 @@ import time
 from pathlib import Path
 
 import lightning as L
-import torch
 from omegaconf import DictConfig, OmegaConf
 
-from fusionlab.callbacks.checkpoint_config import CONFIG_KEY
+from fusionlab.utils.checkpoints import load_checkpoint_config
 from fusionlab.pipeline import uncertainty
 from fusionlab.pipeline.builders import build, build_trainer, model_cost, scalars, to_plain_value
 from fusionlab.pipeline.uncertainty import options as uncertainty_options
@@ -17,7 +16,7 @@ from fusionlab.pipeline.wandb_run import finish_wandb, log_config, log_eval_tabl
 from fusionlab.reporting.paired import member_comparison, member_labels, print_member_comparison
 from fusionlab.reporting.tables import print_eval_table
 from fusionlab.schemas import check_run_options
-from fusionlab.utils.errors import ConfigError, DataError, FilesFailed
+from fusionlab.utils.errors import ConfigError, FilesFailed
 from fusionlab.utils.hydra import to_plain
 from fusionlab.utils.io import atomic_write_json
 from fusionlab.utils.version import code_version
@@ -31,23 +30,6 @@ RUNTIME_KEYS = ("paths", "trainer", "logger", "callbacks", "extras", "task_name"
 UNCERTAINTY_KEYS = ("uncertainty", "uncertainty_members", "calibrate_dir", "calibration", "conformal", "alpha")
 # evaluate.py options for an approach's ``write_inference`` (style mixing / region fusion).
 INFERENCE_KEYS = ("styles", "weights", "mask", "blur", "alpha", "preserve_color")
-
-
-def load_checkpoint_config(ckpt_path: str | Path) -> DictConfig:
-    """The run config saved inside a fusionlab checkpoint.
-
-    :raises DataError: naming the file when it is missing, unreadable or not fusionlab's.
-    """
-    path = Path(ckpt_path)
-    if not path.is_file():
-        raise DataError(path, "checkpoint file does not exist", "ckpt_path")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
-    except Exception as exc:
-        raise DataError(path, f"cannot read checkpoint ({type(exc).__name__}: {exc})", "ckpt_path") from None
-    if not isinstance(ckpt, dict) or CONFIG_KEY not in ckpt:
-        raise DataError(path, "not a fusionlab checkpoint (it holds no saved run config)", "ckpt_path")
-    return OmegaConf.create(ckpt[CONFIG_KEY])
 
 
 def saved_metrics(ckpt_path: str | Path) -> dict[str, float]:
@@ -131,6 +113,8 @@ def evaluate(cfg: DictConfig, overrides: list[str] | None = None, groups: set[st
             "checkpoint": str(ckpt_path.resolve()),
             "code_version": code_version(),
             "metrics": metrics,
+            "metric_specs": model.evaluator.metric_specs(),
+            "approach": model.description(),
             **cost,
             "ms_per_image": (sum(r["ms"] for r in records) / len(records)) if records and "ms" in records[0] else None,
             "per_image": records,
@@ -143,7 +127,7 @@ def evaluate(cfg: DictConfig, overrides: list[str] | None = None, groups: set[st
             model.eval()
             uncertainty.add_to(result, uncertainty.run(uq, run_cfg, saved, models, datamodule, ckpt_path, out_dir))
             log_uncertainty(trainer, result["uncertainty"])
-        within = member_comparison(result, member_labels(result["config"]))
+        within = member_comparison(result, member_labels(result["approach"]))
         if within:
             result["fusion_vs_best_member"] = within
         if trainer.is_global_zero:

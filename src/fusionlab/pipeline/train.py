@@ -6,7 +6,6 @@ from pathlib import Path
 
 import lightning as L
 from lightning.pytorch.utilities.exceptions import SIGTERMException
-import torch
 from omegaconf import DictConfig
 
 from fusionlab.callbacks.checkpoint_config import ConfigInCheckpoint
@@ -19,7 +18,8 @@ from fusionlab.reporting.tables import print_summary
 from fusionlab.schemas import check_run_options
 from fusionlab.utils.hydra import check_complete, to_plain
 from fusionlab.utils.io import atomic_write_json
-from fusionlab.utils.resume import check_resumable, resolve_ckpt_path
+from fusionlab.utils.checkpoints import check_resumable, read_checkpoint
+from fusionlab.utils.resume import resolve_ckpt_path
 from fusionlab.utils.run_folder import RunLock, check_run_folder, is_ddp_child
 from fusionlab.utils.version import code_version
 
@@ -48,7 +48,7 @@ def averaged_weights(trainer: L.Trainer, model: L.LightningModule, best: str | N
         trainer.save_checkpoint(path)
         return None, str(path)
     if best and any(isinstance(c, WeightAveraging) for c in trainer.callbacks):
-        model.load_state_dict(torch.load(best, map_location=model.device, weights_only=False)["state_dict"])
+        model.load_state_dict(read_checkpoint(best)["state_dict"])
         return None, best
     return best, best
 
@@ -116,12 +116,15 @@ def _train(cfg: DictConfig, out_dir: Path, started: float) -> dict[str, float]:
             "wall_time_s": round(time.perf_counter() - started, 3),
             "epochs": trainer.current_epoch,
             "global_step": trainer.global_step,
+            "world_size": trainer.world_size,  # processes that trained it: part of its setting (global batch)
             "best_checkpoint": best,
             "code_version": code_version(),
+            "metric_specs": model.evaluator.metric_specs(),
+            "approach": model.description(),
             "per_image": records,
             "config": to_plain(cfg, resolve=True),
         }
-        within = member_comparison(result, member_labels(result["config"]))
+        within = member_comparison(result, member_labels(result["approach"]))
         if within:
             result["fusion_vs_best_member"] = within
         if trainer.is_global_zero:

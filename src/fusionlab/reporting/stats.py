@@ -109,7 +109,7 @@ def verdict(diff: Mapping, metric: str, unit: str = "", candidate: str = "A", ba
     lo, hi, mean = diff["ci_low"], diff["ci_high"], diff["mean"]
     fmt = (lambda v: f"{v:+.3f}{unit}") if unit else (lambda v: f"{v:+.4f}")
     interval = f"{fmt(mean)} [{fmt(lo)}, {fmt(hi)}]"
-    if diff.get("n", MIN_PAIRS) < MIN_PAIRS:
+    if diff.get("n") is not None and diff["n"] < MIN_PAIRS:  # (None: over seeds, not images)
         return (f"too few images to tell: {candidate} vs {baseline} on {metric} {interval} "
                 f"(n={diff['n']}, fewer than {MIN_PAIRS} paired images)")
     if not diff.get("distinguishable"):

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 import torch
 
-from fusionlab.approaches.restoration import pad_to_multiple
+from fusionlab.functional import pad_to_multiple
 from fusionlab.fusion.self_ensemble import fuse_copies, self_ensemble, transformed_copies
 from fusionlab.utils.errors import ConfigError
 

@@ -1,7 +1,6 @@
-"""Checkpoints written atomically: a temporary file in the same folder, fsync, then rename."""
+"""Checkpoints written atomically (:func:`fusionlab.utils.io.atomic_write`), with one-line errors."""
 
 import errno
-import os
 from pathlib import Path
 from typing import Any
 
@@ -9,6 +8,7 @@ import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
 from fusionlab.utils.errors import DataError
+from fusionlab.utils.io import atomic_write
 
 
 class _RecordingWriter:
@@ -34,9 +34,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options=None) -> None:
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        try:
+
+        def write(tmp: Path) -> None:
             with open(tmp, "wb") as f:
                 writer = _RecordingWriter(f)
                 try:
@@ -45,18 +44,14 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                     if writer.error is not None:
                         raise writer.error from None
                     raise
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
+
+        try:
+            atomic_write(path, write)
         except OSError as exc:
-            tmp.unlink(missing_ok=True)
             if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
                 raise DataError(path, "no space left on the device (or over the file-size limit) while writing "
                                 "this checkpoint; the previous checkpoint is intact (free space, then resume with "
                                 "ckpt_path=last)") from None
             if exc.errno in (errno.EROFS, errno.EACCES):
                 raise DataError(path, f"cannot write this checkpoint ({exc.strerror})") from None
-            raise
-        except BaseException:
-            tmp.unlink(missing_ok=True)
             raise

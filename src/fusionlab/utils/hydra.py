@@ -36,12 +36,23 @@ def _target_name(target: str) -> str:
     return str(target).rsplit(".", 1)[-1].lower()
 
 
-def _run_tags(tags, approach_target: str, fusion_target: str | None) -> list[str]:
-    """The run's tags plus ``approach:<name>`` and, for fusing approaches, ``fusion:<name>``."""
+def approach_label(target: str | None) -> str:
+    """The approach's one name (its class's ``label``: ``approach=ensemble`` -> ``ensemble``); a class
+    that cannot be imported, or declares none, is named by its class name in snake case."""
     import re
 
-    cls = str(approach_target).rsplit(".", 1)[-1]
-    extra = [f"approach:{re.sub(r'(?<!^)(?=[A-Z])', '_', cls).lower()}"]
+    from hydra.utils import get_class
+
+    try:
+        label = getattr(get_class(str(target)), "label", "")
+    except Exception:  # noqa: BLE001 - an old record's class may be gone: name it by its class name
+        label = ""
+    return label or re.sub(r"(?<!^)(?=[A-Z])", "_", str(target or "?").rsplit(".", 1)[-1]).lower()
+
+
+def _run_tags(tags, approach_target: str, fusion_target: str | None) -> list[str]:
+    """The run's tags plus ``approach:<name>`` and, for fusing approaches, ``fusion:<name>``."""
+    extra = [f"approach:{approach_label(approach_target)}"]
     if fusion_target:
         extra.append(f"fusion:{_target_name(fusion_target)}")
     return [*[str(t) for t in (tags or [])], *[t for t in extra if t not in (tags or [])]]

@@ -8,22 +8,10 @@ import warnings
 from pathlib import Path
 from urllib.parse import urlparse
 
-import torch
-
+from fusionlab.utils.checkpoints import checkpoint_problem
 from fusionlab.utils.errors import ConfigError, DataError
 
 log = logging.getLogger("fusionlab")
-
-
-def checkpoint_problem(path: Path) -> str | None:
-    """None when ``path`` is a readable Lightning checkpoint, else what is wrong with it."""
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
-    except Exception as exc:  # truncated zip archives raise RuntimeError, pickles EOFError, ...
-        return f"truncated or corrupt ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})"
-    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
-        return "not a Lightning checkpoint (no state_dict)"
-    return None
 
 
 def resolve_ckpt_path(ckpt_path: str | None, run_dir: str | Path) -> str | None:
@@ -80,23 +68,3 @@ def wandb_reachable(timeout: float = 3.0) -> str | None:
         return f"{host}:{port} unreachable ({exc.__class__.__name__}: {exc})"
 
 
-def check_resumable(ckpt_path: str, model: torch.nn.Module, task_target: str | None) -> None:
-    """Refuse to resume ``model`` from a checkpoint of another architecture or task (one line naming
-    the file and the first mismatch), before Lightning's state_dict traceback."""
-    from fusionlab.callbacks.checkpoint_config import CONFIG_KEY
-
-    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False, mmap=True)
-    saved_task = str(((ckpt.get(CONFIG_KEY) or {}).get("task") or {}).get("_target_", "") or "")
-    if task_target and saved_task and saved_task != task_target:
-        raise DataError(ckpt_path, f"was trained for task {saved_task.rsplit('.', 1)[-1]}, this run is "
-                        f"{task_target.rsplit('.', 1)[-1]}: resume a checkpoint of this run", "ckpt_path")
-    mine = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    theirs = {k: tuple(v.shape) for k, v in ckpt["state_dict"].items()}
-    missing, unexpected = sorted(set(mine) - set(theirs)), sorted(set(theirs) - set(mine))
-    wrong = sorted(k for k in set(mine) & set(theirs) if mine[k] != theirs[k])
-    if missing or unexpected or wrong:
-        first = (f"{wrong[0]} is {theirs[wrong[0]]} there, {mine[wrong[0]]} here" if wrong else
-                 f"{(missing or unexpected)[0]} is {'missing' if missing else 'not in this model'}")
-        raise DataError(ckpt_path, f"is a checkpoint of another architecture ({len(missing)} weights missing, "
-                        f"{len(unexpected)} unexpected, {len(wrong)} of another shape; {first}): resume a "
-                        "checkpoint of this run, or start from weights with member_init=CKPT", "ckpt_path")

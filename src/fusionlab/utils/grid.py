@@ -49,9 +49,6 @@ def save_png(array: np.ndarray, path: str | Path) -> Path:
     """Save a uint8 image array as PNG (atomically: temp file, then rename)."""
     from skimage import io as skio
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    skio.imsave(str(tmp), array, check_contrast=False)
-    tmp.replace(path)
-    return path
+    from fusionlab.utils.io import atomic_write
+
+    return atomic_write(path, lambda tmp: skio.imsave(str(tmp), array, check_contrast=False))
