@@ -31,12 +31,18 @@ install: $(STAMP) $(FIDELITY)
 train: install
 	WANDB_MODE=$${WANDB_MODE:-offline} $(BIN)/python train.py $(ARGS)
 
+# One pytest worker per core (pytest-xdist), each test file on one worker (its module fixtures are
+# built once) and one torch thread per worker (two workers of two threads each on two cores would
+# only contend); subprocess tests inherit OMP_NUM_THREADS.
+WORKERS ?= $(shell $(PY) -c "import os; print(min(4, len(os.sched_getaffinity(0))))")
+XDIST   := -n $(WORKERS) --dist loadfile
+
 test: install
 	$(BIN)/lint-imports
-	WANDB_MODE=offline $(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	WANDB_MODE=offline OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q $(XDIST) $(PYTEST_ARGS)
 
 test-fast: install
-	WANDB_MODE=offline $(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
+	WANDB_MODE=offline OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q $(XDIST) -m "not slow" $(PYTEST_ARGS)
 
 clean:
 	rm -rf logs outputs multirun wandb .pytest_cache

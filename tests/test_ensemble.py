@@ -72,7 +72,7 @@ def test_each_strategy_smoke_trains(tmp_path, fusion):
     for key in ("psnr", "ssim", "psnr_member0", "psnr_input"):
         assert metrics[f"test/{key}"] == pytest.approx(sum(r[key] for r in records) / len(records), abs=1e-4), key
     if fusion not in ("mean", "median"):  # every other operator reports its weights per member
-        weights = [metrics[f"val/fusion_weight_member{i}"] for i in range(3)]
+        weights = [metrics[f"val/fusion_weight/member{i}"] for i in range(3)]
         assert sum(weights) == pytest.approx(1.0, abs=1e-4)
     if fusion == "weighted":
         assert weights == pytest.approx([0.5, 0.3, 0.2], abs=1e-6)

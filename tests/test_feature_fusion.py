@@ -88,7 +88,7 @@ def test_each_operator_smoke_trains(tmp_path, fusion):
         overrides.append("fusion.weights=[1,2,3,4]")
     metrics = train(compose_cfg(tmp_path, overrides))
     assert metrics["flops_per_image_256"] > 0 and metrics["params"] > 0
-    weights = [metrics[f"val/fusion_weight_branch{i}"] for i in range(4)]
+    weights = [metrics[f"val/fusion_weight/branch{i}"] for i in range(4)]
     assert sum(weights) == pytest.approx(1.0, abs=1e-4)
     if fusion == "weighted":
         assert weights == pytest.approx([0.1, 0.2, 0.3, 0.4], abs=1e-6)

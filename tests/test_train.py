@@ -159,6 +159,20 @@ def test_resume_from_last_checkpoint(tmp_path):
     resumed = train(compose_cfg(tmp_path / "b", [*base, "trainer.max_epochs=2",
                                                  f"ckpt_path={tmp_path / 'a/checkpoints/last.ckpt'}"]))
     assert resumed["global_step"] == 4 and resumed["epochs"] == 2
+    # the same run, uninterrupted: same weights, optimizer moments, learning rate and metrics
+    whole = train(compose_cfg(tmp_path / "c", [*base, "trainer.max_epochs=2"]))
+    a = torch.load(tmp_path / "b/checkpoints/last.ckpt", map_location="cpu", weights_only=False)
+    b = torch.load(tmp_path / "c/checkpoints/last.ckpt", map_location="cpu", weights_only=False)
+    assert a["state_dict"].keys() == b["state_dict"].keys()
+    for key in a["state_dict"]:
+        torch.testing.assert_close(a["state_dict"][key], b["state_dict"][key], rtol=1e-5, atol=1e-6, msg=key)
+    (opt_a,), (opt_b,) = a["optimizer_states"], b["optimizer_states"]
+    for sa, sb in zip(opt_a["state"].values(), opt_b["state"].values()):
+        torch.testing.assert_close(sa["exp_avg_sq"], sb["exp_avg_sq"], rtol=1e-5, atol=1e-9)
+    assert a["lr_schedulers"][0]["last_epoch"] == b["lr_schedulers"][0]["last_epoch"] == 2
+    assert opt_a["param_groups"][0]["lr"] == pytest.approx(opt_b["param_groups"][0]["lr"])
+    for key in ("val/psnr", "test/psnr"):
+        assert resumed[key] == pytest.approx(whole[key], abs=1e-4), key
 
 
 def test_bad_input_fails_cleanly_and_writes_nothing(tmp_path):

@@ -10,7 +10,7 @@ from fusionlab.approaches.optim import make_optimizers
 from fusionlab.approaches.restoration import RestorationModule
 from fusionlab.utils.checkpoints import check_fits, part_state, read_checkpoint, saved_config
 from fusionlab.fusion.members import MemberBank
-from fusionlab.evaluation.base import WeightMeter
+from fusionlab.evaluation.base import WeightMeter, fusion_weight_logs
 from fusionlab.fusion.operators import build_fusion
 from fusionlab.losses.reconstruction import per_sample_loss
 from fusionlab.utils.errors import DataError, check
@@ -156,7 +156,7 @@ class OutputEnsemble(RestorationModule):
         out = {f"{stage}/fusion_gain_db": values[f"{stage}/psnr"] - best}
         mean = self.weight_meter.mean_and_reset()
         if mean is not None:
-            out.update({f"{stage}/fusion_weight_member{i}": w for i, w in enumerate(mean)})
+            out.update(fusion_weight_logs(stage, self.components(), mean))
         return out
 
     # ---- training -------------------------------------------------------------------------
@@ -184,7 +184,7 @@ class OutputEnsemble(RestorationModule):
             loss = loss + self.member_loss_weight * member_loss
         self.log("train/loss", loss, prog_bar=True)
         if weights is not None and batch_idx % 50 == 0:
-            self.log_dict({f"train/fusion_weight_member{i}": w for i, w in enumerate(weights)})
+            self.log_dict(fusion_weight_logs("train", self.components(), weights.detach()))
         return loss
 
     def trainable_parameters(self) -> list[nn.Parameter]:

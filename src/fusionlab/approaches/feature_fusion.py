@@ -8,7 +8,7 @@ from torch import nn
 
 from fusionlab.approaches.optim import make_optimizers
 from fusionlab.approaches.restoration import RestorationModule
-from fusionlab.evaluation.base import WeightMeter
+from fusionlab.evaluation.base import WeightMeter, fusion_weight_logs
 from fusionlab.fusion.operators import build_fusion
 from fusionlab.models.blocks import conv3x3
 from fusionlab.utils.errors import check
@@ -113,14 +113,14 @@ class FeatureFusionRestorer(RestorationModule):
 
     def derived_metrics(self, stage: str, values: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         mean = self.weight_meter.mean_and_reset()
-        return {} if mean is None else {f"{stage}/fusion_weight_branch{i}": w for i, w in enumerate(mean)}
+        return {} if mean is None else fusion_weight_logs(stage, self.components(), mean)
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         out, w = self.restore_with_weights(batch["source"])
         loss = self.loss(out, batch["target"])
         self.log("train/loss", loss, prog_bar=True)
         if w is not None and batch_idx % 50 == 0:
-            self.log_dict({f"train/fusion_weight_branch{i}": v for i, v in enumerate(w)})
+            self.log_dict(fusion_weight_logs("train", self.components(), w.detach()))
         return loss
 
     def configure_optimizers(self):

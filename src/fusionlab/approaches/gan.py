@@ -29,6 +29,7 @@ from fusionlab.approaches.adversarial import EMA, AdversarialModule
 from fusionlab.approaches.sampling import LatentSampler
 from fusionlab.losses.adversarial import GANLoss, r1_penalty
 from fusionlab.evaluation import GenerationEvaluator
+from fusionlab.evaluation.base import fusion_weight_logs
 from fusionlab.utils.errors import ConfigError, check
 
 
@@ -283,4 +284,4 @@ class GanMixture(UnconditionalGan):
 
     def on_train_epoch_end(self) -> None:
         super().on_train_epoch_end()
-        self.log_dict({f"train/mixture_weight_{j}": p for j, p in enumerate(self.mixture_probs.detach())})
+        self.log_dict(fusion_weight_logs("train", self.member_names, self.mixture_probs.detach()))

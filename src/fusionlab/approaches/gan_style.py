@@ -26,7 +26,6 @@ from torch import nn
 
 from fusionlab.approaches.adversarial import AdversarialModule
 from fusionlab.functional import pad_to_multiple
-from fusionlab.functional import pad_to_multiple
 from fusionlab.losses.adversarial import GANLoss, r1_penalty, total_variation
 from fusionlab.losses.style import content_loss, style_distance
 from fusionlab.evaluation import StyleEvaluator

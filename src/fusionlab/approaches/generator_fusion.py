@@ -15,7 +15,7 @@ coordinates); the shared size is the largest member's.
   discriminator) train. The fuser must then have parameters (not ``mean``/``median``/``weighted``).
 
 Grids show one row per member and the fused row for the same latents; the operator's mean weight
-per member is logged as ``fusion/weight_<name>``.
+per member is logged as ``val/fusion_weight/<name>``.
 """
 
 from collections.abc import Callable, Mapping, Sequence
@@ -23,10 +23,9 @@ from collections.abc import Callable, Mapping, Sequence
 import torch
 from torch import nn
 
-from fusionlab.approaches.adversarial import AdversarialModule
 from fusionlab.approaches.gan import UnconditionalGan
 from fusionlab.utils.checkpoints import generator_state
-from fusionlab.evaluation.base import WeightMeter
+from fusionlab.evaluation.base import WeightMeter, fusion_weight_logs
 from fusionlab.fusion.operators import build_fusion
 from fusionlab.utils.errors import check
 
@@ -108,15 +107,11 @@ class GeneratorFusion(UnconditionalGan):
                   f"two_stage trains only the fuser, and {type(fuser).__name__} has no parameters: use a "
                   "trainable operator (learned, gated, stacked, attention) or mode=joint")
         fused = FusedGenerator(members, fuser, frozen=mode == "two_stage")
-        # the adversarial machinery of the one-generator GAN, with the fused generator as "the" generator
-        AdversarialModule.__init__(self, fused, discriminator, gan_loss, optimizer_g, optimizer_d, scheduler_g,
-                                   scheduler_d, loss_weights, n_critic, grad_clip, ema_decay)
-        self.latent_dim, self.grid_samples = fused.latent_dim, int(grid_samples)
+        # the one-generator GAN, with the fused generator as "the" generator
+        super().__init__(fused, discriminator, gan_loss, optimizer_g, optimizer_d, scheduler_g, scheduler_d,
+                         loss_weights, n_critic, grad_clip, ema_decay, grid_samples)
         self.mode, self.member_checkpoints = mode, checkpoints
         self.weight_meter = WeightMeter(len(members))
-        from fusionlab.evaluation import GenerationEvaluator
-
-        self.set_evaluator(GenerationEvaluator())
 
     def generator_parameters(self):
         return [p for p in self.generator.parameters() if p.requires_grad]
@@ -141,7 +136,7 @@ class GeneratorFusion(UnconditionalGan):
         super().on_validation_epoch_end()
         mean = self.weight_meter.mean_and_reset()
         if mean is not None:
-            self.log_dict({f"fusion/weight_{n}": w for n, w in zip(self.generator.names, mean)})
+            self.log_dict(fusion_weight_logs("val", self.generator.names, mean))
 
     def grid_rows(self, seed: int) -> list[list[torch.Tensor]]:
         """One row per member and the fused row, for the same ``grid_samples`` latents."""

@@ -22,7 +22,7 @@ a soup costs one member's FLOPs.
 
 import logging
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -73,7 +73,6 @@ class ModelSoup(RestorationModule):
 
     def __init__(self, net: nn.Module, member_checkpoints: Sequence[str] | None = None, recipe: str = "uniform",
                  weights: Sequence[float] | None = None, bn_batches: int = 50, warn_drop_db: float = 1.0,
-                 loss: nn.Module | None = None, optimizer: Callable | None = None, scheduler: Callable | None = None,
                  y_channel: bool = False, crop_border: int = 0) -> None:
         super().__init__(y_channel=y_channel, crop_border=crop_border)
         members = list(member_checkpoints or [])
@@ -173,9 +172,9 @@ class ModelSoup(RestorationModule):
         for m, momentum in zip(self._batchnorms(), self._momenta):
             m.momentum = momentum
         self.trainer.should_stop = True  # one pass builds the soup: no further epochs
-        self.log_dict({f"soup/member{i}_val_psnr": torch.tensor(v) for i, v in
+        self.log_dict({f"val/soup_member{i}_psnr": torch.tensor(v) for i, v in
                        enumerate(self.report.get("member_val_psnr", []))} | {
-            "soup/members_in_soup": torch.tensor(float(sum(w > 0 for w in self.report.get("weights", []))))})
+            "train/members_in_soup": torch.tensor(float(sum(w > 0 for w in self.report.get("weights", []))))})
 
     def configure_optimizers(self):
         return torch.optim.SGD(self.net.parameters(), lr=0.0)

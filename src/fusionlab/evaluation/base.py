@@ -98,6 +98,12 @@ class Evaluator(nn.Module):
         self.records = merged
 
 
+def fusion_weight_logs(stage: str, names, weights) -> dict:
+    """The one key scheme of logged fusion weights, for members, branches and generators alike:
+    ``<stage>/fusion_weight/<name>`` (``stage`` is train, val or test)."""
+    return {f"{stage}/fusion_weight/{name}": w for name, w in zip(names, weights)}
+
+
 class WeightMeter(nn.Module):
     """Mean of an operator's per-input weights (from :meth:`FusionOperator.fuse`) over an evaluation
     epoch: one torchmetrics ``MeanMetric`` per input, so the means are synchronised across DDP

@@ -13,8 +13,8 @@ ROOT = PACKAGE.parents[1]
 def code_version() -> str:
     """``src-<hash>``: the hash of the package's sources and of ``conf/`` (what decides a run's
     numbers; a README edit does not change it), with the git commit when git knows the tree, e.g.
-    ``src-1a2b3c4d5e6f@abc1234``; ``+dirty`` when ``src/``, ``conf/`` or ``bench/`` differ from that
-    commit (uncommitted or untracked files), so a number made from a dirty tree says so."""
+    ``src-1a2b3c4d5e6f@abc1234``; ``+dirty`` when ``src/``, ``conf/`` or ``bench/`` (but its ``results/``) differ from
+    that commit (uncommitted or untracked files), so a number made from a dirty tree says so."""
     h = hashlib.sha256()
     files = sorted(PACKAGE.rglob("*.py")) + sorted((ROOT / "conf").rglob("*.yaml"))
     for path in files:
@@ -24,7 +24,8 @@ def code_version() -> str:
     commit = _git("rev-parse", "--short=7", "HEAD")
     if not commit:
         return version
-    dirty = bool(_git("status", "--porcelain", "--", "src", "conf", "bench"))
+    # bench/results/ is what the benchmarks write: a finished benchmark does not make the next one dirty
+    dirty = bool(_git("status", "--porcelain", "--", "src", "conf", "bench", ":(exclude)bench/results"))
     return f"{version}@{commit}{'+dirty' if dirty else ''}"
 
 
