@@ -130,6 +130,21 @@ def test_evaluate_matches_training_test_and_applies_overrides(tmp_path):
     assert [r["image"] for r in result50["per_image"]] == ["img00.png", "img01.png", "img02.png"]
     saved = read_json(tmp_path / "eval2" / "eval.json")
     assert saved["metrics"] == pytest.approx(result50["metrics"]) and "ms" in saved["per_image"][0]
+    # conf/eval.yaml composes no model node of its own: the checkpoint's config is the base
+    assert not {"approach", "model", "loss", "metrics"} & set(ecfg)
+    # a key under an interpolation would cut the link: refused, naming the key to override
+    bad = ["approach.net.width=3"]
+    ecfg = compose_cfg(tmp_path / "eval3", [f"ckpt_path={ckpt}", "logger=csv", *bad], config_name="eval", hydra_node=True)
+    with pytest.raises(ConfigError, match=r"^approach.net.width: approach.net is \$\{model\} in this checkpoint's "
+                                          r"config: override model.width instead$"):
+        evaluate(ecfg, bad, groups_of(ecfg))
+    # a network the checkpoint's weights do not fit: one line, nothing written
+    bad = ["model.width=8"]
+    ecfg = compose_cfg(tmp_path / "eval4", [f"ckpt_path={ckpt}", "logger=csv", *bad], config_name="eval", hydra_node=True)
+    with pytest.raises(DataError, match=r"best.ckpt: does not fit the network this evaluation builds \(0 weights "
+                                        r"missing, 0 unexpected, \d+ of another shape; .*\(config key ckpt_path\)$"):
+        evaluate(ecfg, bad, groups_of(ecfg))
+    assert not (tmp_path / "eval4" / "eval.json").exists()
 
 
 def test_same_seed_same_metrics_deterministic(tmp_path):
@@ -153,14 +168,16 @@ def test_bf16_mixed_on_cpu(tmp_path):
 
 
 def test_resume_from_last_checkpoint(tmp_path):
-    base = ["logger=csv", "trainer.max_steps=-1", "trainer.limit_train_batches=2"]
-    first = train(compose_cfg(tmp_path / "a", [*base, "trainer.max_epochs=1"]))
+    # one 2-epoch run (its cosine schedule over 2 epochs), stopped after the first epoch as a kill
+    # would, then resumed; against the same run uninterrupted
+    base = ["logger=csv", "trainer.limit_train_batches=2", "trainer.max_epochs=2"]
+    first = train(compose_cfg(tmp_path / "a", [*base, "trainer.max_steps=2"]))
     assert first["global_step"] == 2
-    resumed = train(compose_cfg(tmp_path / "b", [*base, "trainer.max_epochs=2",
+    resumed = train(compose_cfg(tmp_path / "b", [*base, "trainer.max_steps=-1",
                                                  f"ckpt_path={tmp_path / 'a/checkpoints/last.ckpt'}"]))
     assert resumed["global_step"] == 4 and resumed["epochs"] == 2
     # the same run, uninterrupted: same weights, optimizer moments, learning rate and metrics
-    whole = train(compose_cfg(tmp_path / "c", [*base, "trainer.max_epochs=2"]))
+    whole = train(compose_cfg(tmp_path / "c", [*base, "trainer.max_steps=-1"]))
     a = torch.load(tmp_path / "b/checkpoints/last.ckpt", map_location="cpu", weights_only=False)
     b = torch.load(tmp_path / "c/checkpoints/last.ckpt", map_location="cpu", weights_only=False)
     assert a["state_dict"].keys() == b["state_dict"].keys()

@@ -8,7 +8,7 @@ from pathlib import Path
 import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
-from fusionlab.utils.checkpoints import load_checkpoint_config
+from fusionlab.utils.checkpoints import architecture_mismatch, load_checkpoint_config, read_checkpoint
 from fusionlab.pipeline import uncertainty
 from fusionlab.pipeline.builders import build, build_trainer, model_cost, scalars, to_plain_value
 from fusionlab.pipeline.uncertainty import options as uncertainty_options
@@ -16,7 +16,7 @@ from fusionlab.pipeline.wandb_run import finish_wandb, log_config, log_eval_tabl
 from fusionlab.reporting.paired import member_comparison, member_labels, print_member_comparison
 from fusionlab.reporting.tables import print_eval_table
 from fusionlab.schemas import check_run_options
-from fusionlab.utils.errors import ConfigError, FilesFailed
+from fusionlab.utils.errors import ConfigError, DataError, FilesFailed
 from fusionlab.utils.hydra import to_plain
 from fusionlab.utils.io import atomic_write_json
 from fusionlab.utils.version import code_version
@@ -45,6 +45,19 @@ def saved_metrics(ckpt_path: str | Path) -> dict[str, float]:
     return {k: v for k, v in data.items() if isinstance(v, (int, float))} if isinstance(data, dict) else {}
 
 
+def _interpolated_prefix(cfg: DictConfig, key: str) -> tuple[str, str] | None:
+    """``(prefix, "${target}")`` when ``key`` passes through an interpolation of ``cfg``
+    (``approach.net.width`` with ``approach.net: ${model}``): setting it would replace the link."""
+    parts, node = key.split("."), cfg
+    for i, part in enumerate(parts[:-1]):
+        if not isinstance(node, DictConfig) or part not in node:
+            return None
+        if OmegaConf.is_interpolation(node, part):
+            return ".".join(parts[: i + 1]), str(node._get_node(part)._value())
+        node = node[part]
+    return None
+
+
 def merge_eval_config(saved: DictConfig, eval_cfg: DictConfig, overrides: list[str], groups: set[str]) -> DictConfig:
     """The saved training config, with runtime keys and the user's command-line overrides from
     the evaluation config: a group override (``data=folder``) replaces that whole node, a key
@@ -62,7 +75,8 @@ def merge_eval_config(saved: DictConfig, eval_cfg: DictConfig, overrides: list[s
         if key.split(".")[0] in RUNTIME_KEYS or key.startswith("hydra"):
             continue
         if key in groups:
-            merged[key] = eval_cfg[key]
+            if key in eval_cfg:  # data=NAME, task=NAME replace the node; debug=NAME set runtime keys only
+                merged[key] = eval_cfg[key]
             continue
         if key.split(".")[0] in ("data", "task", "approach") and OmegaConf.select(
                 saved, key, default="__absent__", throw_on_missing=False) == "__absent__" \
@@ -70,6 +84,11 @@ def merge_eval_config(saved: DictConfig, eval_cfg: DictConfig, overrides: list[s
             target = str(OmegaConf.select(saved, key.split(".")[0] + "._target_", default="") or "")
             raise ConfigError(key, f"makes no sense for this checkpoint: its {key.split('.')[0]} "
                                    f"({target.rsplit('.', 1)[-1] or '?'}) has no such setting")
+        link = _interpolated_prefix(saved, key)
+        if link is not None:
+            prefix, target = link
+            raise ConfigError(key, f"{prefix} is {target} in this checkpoint's config: override "
+                                   f"{target.strip('${}')}{key[len(prefix):]} instead")
         value = OmegaConf.select(eval_cfg, key, throw_on_missing=False)
         OmegaConf.update(merged, key, value, force_add=True)
     return merged
@@ -99,6 +118,10 @@ def evaluate(cfg: DictConfig, overrides: list[str] | None = None, groups: set[st
             refuse_style_options(cfg, type(model).__name__)
         uq = uncertainty_options(cfg)
         models = uncertainty.checked_models(uq, model) if uq else []  # checked before anything is computed
+        problem = architecture_mismatch(read_checkpoint(ckpt_path)["state_dict"], model)
+        if problem:  # an override of approach.* / model.* changed the network
+            raise DataError(ckpt_path, f"does not fit the network this evaluation builds ({problem}): "
+                            "evaluate it with its own approach and model keys", "ckpt_path")
         trainer = build_trainer(run_cfg, model=model)
         cost = model_cost(model, run_cfg)
         log_config(trainer, run_cfg, {**cost, "checkpoint": str(ckpt_path)})

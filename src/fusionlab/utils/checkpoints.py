@@ -115,13 +115,20 @@ def check_resumable(ckpt_path: str, model: nn.Module, task_target: str | None) -
     if task_target and saved_task and saved_task != task_target:
         raise DataError(ckpt_path, f"was trained for task {saved_task.rsplit('.', 1)[-1]}, this run is "
                         f"{task_target.rsplit('.', 1)[-1]}: resume a checkpoint of this run", "ckpt_path")
+    problem = architecture_mismatch(ckpt["state_dict"], model)
+    if problem:
+        raise DataError(ckpt_path, f"is a checkpoint of another architecture ({problem}): resume a "
+                        "checkpoint of this run, or start from weights with member_init=CKPT", "ckpt_path")
+
+
+def architecture_mismatch(state: dict[str, torch.Tensor], model: nn.Module) -> str | None:
+    """How a checkpoint's ``state_dict`` does not fit ``model`` (counts and the first mismatch), or None."""
     mine = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    theirs = {k: tuple(v.shape) for k, v in ckpt["state_dict"].items()}
+    theirs = {k: tuple(v.shape) for k, v in state.items()}
     missing, unexpected = sorted(set(mine) - set(theirs)), sorted(set(theirs) - set(mine))
     wrong = sorted(k for k in set(mine) & set(theirs) if mine[k] != theirs[k])
-    if missing or unexpected or wrong:
-        first = (f"{wrong[0]} is {theirs[wrong[0]]} there, {mine[wrong[0]]} here" if wrong else
-                 f"{(missing or unexpected)[0]} is {'missing' if missing else 'not in this model'}")
-        raise DataError(ckpt_path, f"is a checkpoint of another architecture ({len(missing)} weights missing, "
-                        f"{len(unexpected)} unexpected, {len(wrong)} of another shape; {first}): resume a "
-                        "checkpoint of this run, or start from weights with member_init=CKPT", "ckpt_path")
+    if not (missing or unexpected or wrong):
+        return None
+    first = (f"{wrong[0]} is {theirs[wrong[0]]} there, {mine[wrong[0]]} here" if wrong else
+             f"{(missing or unexpected)[0]} is {'missing' if missing else 'not in this model'}")
+    return f"{len(missing)} weights missing, {len(unexpected)} unexpected, {len(wrong)} of another shape; {first}"

@@ -120,6 +120,24 @@ def to_plain(cfg: DictConfig, resolve: bool) -> dict:
     return data
 
 
+# Nodes of evaluate.py's config that come from the checkpoint's saved config, not from conf/eval.yaml.
+CHECKPOINT_NODES = ("data", "task", "approach", "model", "loss", "metrics", "fusion")
+
+
+def eval_overrides(overrides) -> list[str]:
+    """``evaluate.py``'s key overrides of a node that comes from the checkpoint (``data.test_dir=DIR``,
+    ``task.sigma=50``) as Hydra force-adds (``++``): ``conf/eval.yaml`` does not compose those nodes
+    (the checkpoint's config is the base), and the evaluation checks each key against the
+    checkpoint's config instead (``pipeline.evaluate.merge_eval_config``)."""
+    out = []
+    for ov in overrides:
+        key = ov.split("=", 1)[0]
+        if "=" in ov and key[:1] not in "+~-" and "." in key and key.split(".")[0] in CHECKPOINT_NODES:
+            ov = "++" + ov
+        out.append(ov)
+    return out
+
+
 def compose_config(config_name: str = "train", overrides: list[str] | tuple[str, ...] = (),
                    return_hydra_config: bool = False) -> DictConfig:
     """``conf/<config_name>.yaml`` composed with ``overrides`` as the command line would (Hydra's
@@ -136,4 +154,5 @@ def compose_config(config_name: str = "train", overrides: list[str] | tuple[str,
     conf = Path(os.environ.get("FUSIONLAB_ROOT", ROOT)) / "conf"
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(conf.resolve()), version_base="1.3"):
-        return compose(config_name, overrides=list(overrides), return_hydra_config=return_hydra_config)
+        overrides = eval_overrides(overrides) if config_name == "eval" else list(overrides)
+        return compose(config_name, overrides=overrides, return_hydra_config=return_hydra_config)
