@@ -25,8 +25,15 @@ import shutil
 
 from common import ROOT, fmt_ci, machine, run_train, seeds_summary, write_results
 
-METRICS = ("test/modes_covered", "test/mode_kl", "test/fd_digits", "test/precision", "test/recall",
-           "test/nn_distance")
+
+
+def declared_metrics(rows: dict[str, list[dict]]) -> list:
+    """The evaluator's metric specs (written into every run's metrics.json) that every run has:
+    the table's columns, in the evaluator's order, with their direction and digits."""
+    from fusionlab.reporting.paired import specs_of
+
+    runs = [r for rs in rows.values() for r in rs]
+    return [s for s in specs_of(runs[0]).values() if all(isinstance(r.get(f"test/{s.name}"), (int, float)) for r in runs)]
 
 
 def generator_params(width: int, latent: int = 64, size: int = 16, channels: int = 3) -> int:
@@ -114,7 +121,9 @@ def main() -> None:
             ["approach=generator_fusion", "approach.mode=two_stage", "fusion=gated", *two_stage,
              f"approach.member_checkpoints=[{','.join(ckpts)}]", f"trainer.max_epochs={args.fuser_epochs}"],
             extra_time=small_vae["train_time_s"] + sum(g["train_time_s"] for g in gans))
-    table = {label: {m: seeds_summary(runs, m) for m in (*METRICS, "train_time_s")} for label, runs in rows.items()}
+    specs = declared_metrics(rows)
+    table = {label: {m: seeds_summary(runs, m) for m in (*(f"test/{s.name}" for s in specs), "train_time_s")}
+             for label, runs in rows.items()}
     lines = [f"## Generation on {args.data.replace('_', ' ')} ({n_modes:,} modes, 16 px)", "",
              f"{args.epochs} epochs x {args.samples} images per row (two-stage fuser: {args.fuser_epochs}); the single "
              f"DCGAN and the VAE decoder have width {args.width} ({total:,} generator parameters), the {k} members of "
@@ -122,12 +131,11 @@ def main() -> None:
              f"classifier-read metrics (fusionlab/metrics/digits.py). Seeds {', '.join(map(str, args.seeds))}: mean ± "
              "half-width of the 95% t-interval. Train time includes the members' own training for the rows that "
              "reuse trained members.", "",
-             f"| model | modes (of {n_modes:,}) | KL | fd_digits | precision | recall | nn distance | train s |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+             "| model | " + " | ".join(f"{s.name} {'↑' if s.higher_is_better else '↓'}" for s in specs) + " | train s |",
+             "|---|" + "---:|" * (len(specs) + 1)]
     for label, r in table.items():
-        lines.append(f"| {label} | {fmt_ci(r['test/modes_covered'], 1)} | {fmt_ci(r['test/mode_kl'])} | "
-                     f"{fmt_ci(r['test/fd_digits'], 1)} | {fmt_ci(r['test/precision'])} | {fmt_ci(r['test/recall'])} | "
-                     f"{fmt_ci(r['test/nn_distance'])} | {r['train_time_s']['mean']:.0f} |")
+        lines.append(f"| {label} | " + " | ".join(fmt_ci(r[f"test/{s.name}"], s.digits) for s in specs)
+                     + f" | {r['train_time_s']['mean']:.0f} |")
     single = table["single DCGAN"]["test/modes_covered"]["mean"]
     fused = {label: r for label, r in table.items() if label.startswith(("mixture", "output"))}
     best = max(fused, key=lambda lb: fused[lb]["test/modes_covered"]["mean"])

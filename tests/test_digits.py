@@ -10,6 +10,9 @@ from fusionlab.metrics.digits import (DigitReader, frechet_distance, mode_statis
                                       train_classifier)
 from fusionlab.utils.errors import ConfigError
 
+# its module fixtures are built once: all of its tests on one pytest-xdist worker
+pytestmark = pytest.mark.xdist_group("test_digits")
+
 
 def test_split_is_stratified_disjoint_and_scaled():
     split = digit_split(16)

@@ -11,6 +11,9 @@ from fusionlab.pipeline import train
 from fusionlab.utils.errors import ConfigError, DataError
 from tests.helpers import compose_cfg, fusion_operators, write_images
 
+# its module fixtures are built once: all of its tests on one pytest-xdist worker
+pytestmark = pytest.mark.xdist_group("test_ensemble")
+
 STRATEGIES = list(fusion_operators())  # the registry (conf/fusion)
 
 

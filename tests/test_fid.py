@@ -11,6 +11,9 @@ import sys
 
 from tests.helpers import ROOT, compose_cfg
 
+# its module fixtures are built once: all of its tests on one pytest-xdist worker
+pytestmark = pytest.mark.xdist_group("test_fid")
+
 
 @pytest.fixture(scope="module")
 def weights_file(tmp_path_factory):

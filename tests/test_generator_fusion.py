@@ -13,6 +13,9 @@ from fusionlab.pipeline import evaluate, train
 from fusionlab.utils.errors import ConfigError, DataError
 from tests.helpers import compose_cfg, groups_of
 
+# its module fixtures are built once: all of its tests on one pytest-xdist worker
+pytestmark = pytest.mark.xdist_group("test_generator_fusion")
+
 BASE = ["task=generate", "data=digits", "data.image_size=16", "data.val_samples=32", "data.test_samples=32",
         "data.eval_batch_size=32", "data.batch_size=16", "logger=csv", "metrics.fid.extractor=none",
         "trainer.max_epochs=1", "trainer.limit_train_batches=3", "trainer.accelerator=cpu",

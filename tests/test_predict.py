@@ -11,6 +11,9 @@ from fusionlab.pipeline import evaluate, train
 from fusionlab.utils.errors import ConfigError, FilesFailed
 from tests.helpers import compose_cfg, groups_of
 
+# its module fixtures are built once: all of its tests on one pytest-xdist worker
+pytestmark = pytest.mark.xdist_group("test_predict")
+
 
 @pytest.fixture(scope="module")
 def rgb_model(tmp_path_factory):

@@ -13,6 +13,9 @@ from fusionlab.pipeline.compare import wandb_tables
 from fusionlab.reporting.compare import build_report
 from tests.helpers import compose_cfg, groups_of
 
+# its module fixtures are built once: all of its tests on one pytest-xdist worker
+pytestmark = pytest.mark.xdist_group("test_records")
+
 
 # ---- a new metric and a new approach, defined here and nowhere else -------------------------------
 class MaeEvaluator(RestorationEvaluator):

@@ -281,6 +281,9 @@ def test_an_unmatched_baseline_is_refused_and_writes_no_report(earlier_run, tmp_
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
+# its module fixtures are built once: all of its tests on one pytest-xdist worker
+pytestmark = pytest.mark.xdist_group("test_reliability")
+
 PROPERTY = settings(max_examples=24, deadline=None, derandomize=True, print_blob=True,
                     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 WRONG = st.sampled_from(["abc", "1.5", "-7", "''", "nan", "[1,2]", "maybe"])

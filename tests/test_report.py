@@ -12,6 +12,9 @@ from fusionlab.reporting.compare import build_report
 from fusionlab.utils.errors import DataError
 from tests.helpers import compose_cfg, groups_of
 
+# its module fixtures are built once: all of its tests on one pytest-xdist worker
+pytestmark = pytest.mark.xdist_group("test_report")
+
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 

@@ -15,6 +15,9 @@ from fusionlab.uncertainty.scores import fused_and_score
 from fusionlab.utils.errors import ConfigError, DataError
 from tests.helpers import compose_cfg, groups_of, run_cli, write_images
 
+# its module fixtures are built once: all of its tests on one pytest-xdist worker
+pytestmark = pytest.mark.xdist_group("test_uncertainty")
+
 
 # ---- conformal calibration on known values -------------------------------------------------------
 def test_quantile_lambda_is_the_finite_sample_quantile():

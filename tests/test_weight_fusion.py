@@ -12,6 +12,9 @@ from fusionlab.pipeline import evaluate, train
 from fusionlab.utils.errors import ConfigError, DataError
 from tests.helpers import compose_cfg, groups_of
 
+# its module fixtures are built once: all of its tests on one pytest-xdist worker
+pytestmark = pytest.mark.xdist_group("test_weight_fusion")
+
 BASE = ["logger=csv", "metrics.fid.extractor=none", "model.depth=4", "model.width=8"]
 
 
