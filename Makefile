@@ -31,12 +31,11 @@ install: $(STAMP) $(FIDELITY)
 train: install
 	WANDB_MODE=$${WANDB_MODE:-offline} $(BIN)/python train.py $(ARGS)
 
-# One pytest worker per core (pytest-xdist) and one torch thread per worker (two workers of two
-# threads each on two cores would only contend; subprocess tests inherit OMP_NUM_THREADS). Tests are
-# handed out one by one, except a file with module fixtures (marked xdist_group), whose tests all go
-# to one worker so that its fixtures are built once.
+# One pytest worker per core (pytest-xdist), each test file on one worker (its module fixtures are
+# built once) and one torch thread per worker (two workers of two threads each on two cores would
+# only contend); subprocess tests inherit OMP_NUM_THREADS.
 WORKERS ?= $(shell $(PY) -c "import os; print(min(4, len(os.sched_getaffinity(0))))")
-XDIST   := -n $(WORKERS) --dist loadgroup
+XDIST   := -n $(WORKERS) --dist loadfile
 
 test: install
 	$(BIN)/lint-imports
