@@ -106,7 +106,8 @@ def test_two_stage_fuses_a_gan_and_a_vae_decoder_and_trains_only_the_fuser(tmp_p
 def test_heterogeneous_mixture_of_two_gans_and_a_frozen_vae_decoder(tmp_path, gan_and_vae):
     vae = gan_and_vae / "vae" / "checkpoints" / "last.ckpt"
     over = [*BASE, "approach=gan_mixture", "approach.num_generators=3", "approach.discriminator.width=8",
-            "+generator@approach.generators.gan1=dcgan", "+generator@approach.generators.gan2=dcgan",
+            "approach.share_layers=false", "+generator@approach.generators.gan1=dcgan",
+            "+generator@approach.generators.gan2=dcgan",
             "+generator@approach.generators.vae=dcgan", "approach.generators.gan1.width=8",
             "approach.generators.gan2.width=8", "approach.generators.vae.width=8",
             "approach.generators.vae.latent_dim=32", f"approach.member_checkpoints=[null,null,{vae}]",

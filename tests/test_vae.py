@@ -34,6 +34,8 @@ def test_kl_and_likelihoods_match_torch_distributions():
     assert torch.allclose(reconstruction_nll(x_hat, x, "gaussian", 0.1), gauss, atol=1e-3)
     laplace = -D.Laplace(x_hat.flatten(1), 0.2).log_prob(x.flatten(1)).sum(1)
     assert torch.allclose(reconstruction_nll(x_hat, x, "l1", 0.2), laplace, atol=1e-3)
+    cb = -D.ContinuousBernoulli(probs=x_hat.flatten(1)).log_prob(x.flatten(1)).sum(1)
+    assert torch.allclose(reconstruction_nll(x_hat, x, "continuous_bernoulli", 1.0), cb, atol=1e-3)
     binary = (x > 0.5).float()
     bern = -D.Bernoulli(probs=x_hat.flatten(1)).log_prob(binary.flatten(1)).sum(1)
     assert torch.allclose(reconstruction_nll(x_hat, binary, "bernoulli", 1.0), bern, atol=1e-3)
@@ -52,19 +54,20 @@ def test_bad_vae_settings_fail_naming_the_key():
         VAE(ConvEncoder(4, 1, 16, 8), DCGANGenerator(8, 1, 16, 8), torch.optim.Adam)
 
 
-def test_kl_warmup_is_linear_in_epochs():
-    model = vae(beta=2.0, kl_warmup_epochs=4)
+def test_kl_warmup_is_linear_in_training_batches():
+    model = vae(beta=2.0, kl_warmup_steps=40)
 
     class Progress:
-        ready = 5
+        ready = 15
 
-    class Trainer:  # epoch 1, batch 5 of 10: 1.5 epochs into a 4-epoch warm-up
-        current_epoch, num_training_batches = 1, 10
-        fit_loop = type("F", (), {"epoch_loop": type("E", (), {"batch_progress": type("B", (), {"current": Progress})})})
+    class Trainer:  # 15 batches into a 40-batch warm-up (whatever the epoch length)
+        fit_loop = type("F", (), {"epoch_loop": type("E", (), {"batch_progress": type("B", (), {"total": Progress})})})
 
     model._trainer = Trainer()
-    assert model.beta_now() == pytest.approx(2.0 * 1.5 / 4)
-    assert vae(beta=2.0).beta_now() == 2.0
+    assert model.beta_now() == pytest.approx(2.0 * 15 / 40)
+    Progress.ready = 400
+    assert model.beta_now() == 2.0
+    assert vae(beta=2.0, kl_warmup_steps=0).beta_now() == 2.0
 
 
 def test_vae_trains_on_digits_and_its_checkpoint_evaluates_and_samples(tmp_path):

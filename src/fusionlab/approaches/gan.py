@@ -8,15 +8,28 @@ and ``nn_distance`` (mean RMSE from each sample to its nearest training image) b
 ``nn_distance_train`` (training images to their nearest other training image): a generator that
 copies its training set has ``nn_distance`` far below ``nn_distance_train``.
 
-The mixture (MGAN-like, Hoang et al. 2018): sample ``i`` comes from generator ``k ~ pi``. Training
-gives each generator an equal share of the batch and weights the share's adversarial terms by
-``pi_k`` (the same objective as sampling ``k ~ pi``, with every generator trained at every step).
-``pi`` is fixed (``mixture_weights``, uniform by default) or learned (``learn_weights``: softmax
-logits trained by the generators' loss, with an entropy bonus ``loss_weights.entropy`` against
-collapse onto one generator). With ``loss_weights.cls > 0`` the discriminator has a classifier head
-that learns which generator made a sample and the generators are trained to be identifiable, which
-makes them specialise.
+The mixture (MGAN, Hoang et al. 2018): sample ``i`` comes from generator ``k ~ pi``, one member per
+draw. ``share_layers`` (the default) gives the K generators one shared trunk and K input layers, as
+MGAN does (:class:`~fusionlab.models.dcgan.SharedTrunkGenerators`); otherwise each member is a
+whole network of its own (heterogeneous members, e.g. GANs and a VAE decoder, are always separate).
+``member_batch``: ``share`` gives each generator an equal share of the batch, ``full`` gives each
+a full batch of its own (K times the fakes per step, so that small members are not starved of
+samples); either way the share's adversarial terms are weighted by ``pi_k`` (the same objective as
+sampling ``k ~ pi``, with every generator trained at every step). ``pi`` is fixed
+(``mixture_weights``, uniform by default) or learned (``learn_weights``: softmax logits trained by
+the generators' loss, with an entropy bonus ``loss_weights.entropy`` against collapse onto one
+generator; measured to drift from uniform even with it). With ``loss_weights.cls > 0`` the
+discriminator has a classifier head that learns which generator made a sample and the generators
+are trained to be identifiable (MGAN's diversity term; MGAN's code uses beta = 0.01, the default
+here).
+
+Packing (PacGAN, Lin et al. 2018; ``discriminator.pack=k``) is the discriminator's business
+(:class:`~fusionlab.models.DCGANDiscriminator`): it judges k samples at once, so it returns one
+logit per k images. The single GAN and the output fusion take it; the mixture, whose loss weights
+each sample by its member, refuses it.
 """
+
+import functools
 
 import zlib
 from collections.abc import Callable, Mapping, Sequence
@@ -28,6 +41,7 @@ from torch import nn
 from fusionlab.approaches.adversarial import EMA, AdversarialModule
 from fusionlab.approaches.sampling import LatentSampler
 from fusionlab.losses.adversarial import GANLoss, r1_penalty
+from fusionlab.models.dcgan import DCGANGenerator, SharedTrunkGenerators
 from fusionlab.evaluation import GenerationEvaluator
 from fusionlab.evaluation.base import fusion_weight_logs
 from fusionlab.utils.errors import ConfigError, check
@@ -59,6 +73,15 @@ class UnconditionalGan(LatentSampler, AdversarialModule):
         z = torch.randn(real.shape[0], self.latent_dim, device=real.device, dtype=real.dtype)
         return self.generator(z), {}
 
+    def setup(self, stage: str) -> None:
+        pack = int(getattr(self.discriminator, "pack", 1))
+        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        batch = getattr(datamodule, "batch_size", None)
+        if stage == "fit" and pack > 1 and batch is not None:
+            check(int(batch) % pack == 0, "data.batch_size",
+                  f"must be a multiple of discriminator.pack ({pack}): the discriminator judges {pack} samples "
+                  f"at a time, got {batch}")
+
     def _d_forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         if hasattr(self.discriminator, "forward_features"):
             return self.discriminator.forward_features(images)
@@ -75,7 +98,8 @@ class UnconditionalGan(LatentSampler, AdversarialModule):
         if use_r1:
             images = images.detach().requires_grad_(True)
         logits, cls = self._d_forward(images)
-        real_pred, fake_pred = logits[:n], logits[n:]
+        n_pred = n // int(getattr(self.discriminator, "pack", 1))  # a packing D: one logit per pack of samples
+        real_pred, fake_pred = logits[:n_pred], logits[n_pred:]
         terms = {"adv": self.gan_loss(real_pred, real=True) + self.fake_d_loss(fake_pred, ctx)}
         if use_r1:
             terms["r1"] = 0.5 * r1_penalty(real_pred, images)
@@ -97,6 +121,9 @@ class GanMixture(UnconditionalGan):
 
     :param mixture_weights: sampling probability per generator (normalised); null = uniform.
     :param learn_weights: learn the mixture weights (softmax logits) with the generators' loss.
+    :param share_layers: the ``num_generators`` DCGAN members share all layers but the first (MGAN).
+    :param member_batch: ``share`` (each member an equal share of the batch) or ``full`` (each a
+        full batch).
     :param member_checkpoints: per member, a generation checkpoint to start from (a GAN's EMA
         generator, a VAE's decoder) or null.
     :param frozen_members: names of members kept fixed (eval mode, not trained), e.g. a trained
@@ -109,6 +136,8 @@ class GanMixture(UnconditionalGan):
     provenance = ("member_checkpoints",)
 
     def components(self) -> dict[str, nn.Module]:
+        if isinstance(self.generator, SharedTrunkGenerators):
+            return {"generators": self.generator, "discriminator": self.discriminator}
         return {**dict(zip(self.member_names, self.generator)), "discriminator": self.discriminator}
 
     def __init__(self, generator: Callable[[], nn.Module], discriminator: nn.Module, gan_loss: GANLoss,
@@ -118,14 +147,30 @@ class GanMixture(UnconditionalGan):
                  loss_weights: dict[str, float] | None = None, n_critic: int = 1, grad_clip: float | None = None,
                  ema_decay: float | None = None, grid_samples: int = 8,
                  generators: Mapping[str, nn.Module] | None = None, member_checkpoints: Sequence[str | None] | None = None,
-                 frozen_members: Sequence[str] = ()) -> None:
+                 frozen_members: Sequence[str] = (), share_layers: bool = False, member_batch: str = "share") -> None:
+        check(member_batch in ("share", "full"), "approach.member_batch",
+              f"must be share or full, got {member_batch!r}")
+        check(int(getattr(discriminator, "pack", 1)) == 1, "approach.discriminator.pack",
+              "a mixture weights each sample's loss by its member, and a packing discriminator judges several "
+              "samples at once: use pack=1 with approach=gan_mixture")
+        shared = None
         if generators:
+            check(not share_layers, "approach.share_layers", "heterogeneous generators cannot share layers: "
+                  "set approach.share_layers=false with approach.generators")
             names, members = list(generators), nn.ModuleList(generators.values())
         else:
             if int(num_generators) < 1:
                 raise ConfigError("approach.num_generators", f"must be >= 1, got {num_generators}")
             names = [f"g{i}" for i in range(int(num_generators))]
-            members = nn.ModuleList([generator() for _ in names])
+            if share_layers:
+                check(isinstance(generator, functools.partial) and generator.func is DCGANGenerator,
+                      "approach.share_layers", "shared layers are built for generator=dcgan (MGAN's sharing)")
+                shared = SharedTrunkGenerators(len(names), **generator.keywords)
+                members = nn.ModuleList([shared.member(j) for j in range(len(names))])
+            else:
+                members = nn.ModuleList([generator() for _ in names])
+        check(not (share_layers and (frozen_members or member_checkpoints)), "approach.share_layers",
+              "members that share layers cannot be frozen or loaded one by one: set approach.share_layers=false")
         shapes = {n: (int(m.channels), getattr(m, "image_size", None)) for n, m in zip(names, members)}
         check(len(set(shapes.values())) == 1, "approach.generators",
               f"members must make images of one shape (channels, size): {shapes}")
@@ -134,9 +179,11 @@ class GanMixture(UnconditionalGan):
         checkpoints = list(member_checkpoints or [])
         check(not checkpoints or len(checkpoints) == len(members), "approach.member_checkpoints",
               f"one entry (a checkpoint or null) per member ({len(members)}), got {len(checkpoints)}")
-        super().__init__(members[0], discriminator, gan_loss, optimizer_g, optimizer_d, scheduler_g, scheduler_d,
-                         loss_weights, n_critic, grad_clip, None, grid_samples)
-        self.generator = members  # all K are trained by optimizer_g (except the frozen ones)
+        super().__init__(shared if shared is not None else members[0], discriminator, gan_loss, optimizer_g,
+                         optimizer_d, scheduler_g, scheduler_d, loss_weights, n_critic, grad_clip, None, grid_samples)
+        # all K are trained by optimizer_g (except the frozen ones); shared: one network, K heads
+        self.generator = shared if shared is not None else members
+        self.share_layers, self.member_batch = shared is not None, member_batch
         self.member_names, self.member_checkpoints = names, checkpoints
         self.frozen = [names.index(n) for n in frozen_members or ()]
         for i in self.frozen:
@@ -172,6 +219,7 @@ class GanMixture(UnconditionalGan):
 
     def setup(self, stage: str) -> None:
         """Members with a checkpoint start from its inference generator (before the EMA copy syncs)."""
+        super().setup(stage)
         if stage != "fit" or not any(self.member_checkpoints):
             return
         from fusionlab.utils.checkpoints import generator_state
@@ -197,8 +245,17 @@ class GanMixture(UnconditionalGan):
             self.generator[i].train(False)
 
     # ---- sampling ---------------------------------------------------------------------------
-    def run_members(self, members: nn.ModuleList, z: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-        """Sample ``i`` from member ``k[i]``: each member runs once, on its own rows."""
+    def member_list(self, members: nn.Module) -> list[nn.Module]:
+        """The members as ``latent -> image`` networks (views of a shared-trunk network)."""
+        if isinstance(members, SharedTrunkGenerators):
+            return [members.member(j) for j in range(members.num)]
+        return list(members)
+
+    def run_members(self, members: nn.Module, z: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        """Sample ``i`` from member ``k[i]``: each member runs once, on its own rows (a shared trunk
+        runs once on all of them)."""
+        if isinstance(members, SharedTrunkGenerators):
+            return members(z[:, :members.latent_dim], k)
         out = None
         for j, member in enumerate(members):
             rows = (k == j).nonzero().flatten()
@@ -242,15 +299,15 @@ class GanMixture(UnconditionalGan):
         """One row per generator, all on the same fixed latents: what each member draws."""
         z = self.latents(torch.arange(self.grid_samples), seed)
         with torch.no_grad():
-            return [list(m(z[:, :d]).cpu()) for m, d in zip(self._members(), self.latent_dims)]
+            return [list(m(z[:, :d]).cpu()) for m, d in zip(self.member_list(self._members()), self.latent_dims)]
 
     def interpolate_images(self, z: torch.Tensor) -> torch.Tensor:
-        return self._members()[0](z[:, :self.latent_dims[0]])
+        return self.member_list(self._members())[0](z[:, :self.latent_dims[0]])
 
     # ---- training ---------------------------------------------------------------------------
     def generate(self, batch: dict) -> tuple[torch.Tensor, dict]:
         real = batch["target"]
-        n = real.shape[0]
+        n = real.shape[0] * (self.num_generators if self.member_batch == "full" else 1)
         k = torch.arange(n, device=real.device) % self.num_generators  # equal shares (see module doc)
         z = torch.randn(n, self.latent_dim, device=real.device, dtype=real.dtype)
         return self.run_members(self.generator, z, k), {"k": k}

@@ -117,6 +117,7 @@ class GeneratorFusion(UnconditionalGan):
         return [p for p in self.generator.parameters() if p.requires_grad]
 
     def setup(self, stage: str) -> None:
+        super().setup(stage)
         if stage == "fit" and self.mode == "two_stage":
             for i, (path, member) in enumerate(zip(self.member_checkpoints, self.generator.members)):
                 key = f"approach.member_checkpoints[{i}]"

@@ -30,7 +30,9 @@ class LatentSampler:
 
     def flops_key(self, size: int) -> str:
         """FLOPs are counted for one sample at the generator's own resolution, and named so."""
-        image_size = getattr(self._members()[0] if hasattr(self, "_members") else self.generator, "image_size", None)
+        image_size = getattr(self.generator, "image_size", None)
+        if image_size is None and hasattr(self, "_members"):  # a mixture of separate networks
+            image_size = getattr(self._members()[0], "image_size", None)
         return f"flops_per_sample_{image_size}" if image_size else "flops_per_sample"
 
     def latents(self, indices: torch.Tensor, seed: int) -> torch.Tensor:

@@ -3,14 +3,18 @@
 An encoder gives ``q(z | x) = N(mu, diag(exp(logvar)))``, a decoder (a generator of ``generator/``,
 DCGAN's by default) gives the likelihood ``p(x | z)``. Training minimises the negative ELBO with a
 ``beta`` weight on the KL term (beta-VAE, Higgins et al. 2017), linearly warmed up from 0 over
-``kl_warmup_epochs`` (Bowman et al. 2016)::
+``kl_warmup_steps`` training batches (Bowman et al. 2016; on by default: without it the posterior
+collapses early and the decoder learns the mean image)::
 
     loss = recon + beta_t * KL(q(z|x) || N(0, I)),   ELBO = -(recon + KL)   (nats per image)
 
 ``likelihood`` (per pixel, summed over the image, so that the ELBO is a bound on log p(x)):
-``bernoulli`` (binary cross-entropy with the decoder's [0, 1] output as the probability; images in
-[0, 1] are read as probabilities, as is usual for MNIST-like data), ``gaussian`` (N(x; x_hat,
-scale^2)) or ``l1`` (Laplace(x; x_hat, scale)).
+``gaussian`` (N(x; x_hat, scale^2); the default, ``scale`` 0.1), ``continuous_bernoulli``
+(Loaiza-Ganem & Cunningham 2019: the normalised Bernoulli density on [0, 1], the right likelihood
+for grey values), ``l1`` (Laplace(x; x_hat, scale)) or ``bernoulli`` (binary cross-entropy, a
+likelihood of binary pixels only: on grey digits such as the upscaled ones of ``data=digits`` it is
+not normalised, and with beta = 1 it drives the posterior to collapse and the samples to the mean
+digit, grey in every channel; measured in bench/generation.py's history).
 
 Logged: ``train/elbo``, ``train/recon``, ``train/kl``, ``train/beta``; at validation the same
 terms on held-out images when the data module offers them (``val/elbo`` ...), and the samples'
@@ -32,7 +36,7 @@ from fusionlab.evaluation import GenerationEvaluator
 from fusionlab.evaluation.hooks import EvaluatedModule
 from fusionlab.utils.errors import check
 
-LIKELIHOODS = ("bernoulli", "gaussian", "l1")
+LIKELIHOODS = ("gaussian", "continuous_bernoulli", "l1", "bernoulli")
 
 
 def kl_standard_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -45,6 +49,9 @@ def reconstruction_nll(x_hat: torch.Tensor, x: torch.Tensor, likelihood: str, sc
     x_hat, x = x_hat.float().flatten(1), x.float().flatten(1)
     if likelihood == "bernoulli":
         return F.binary_cross_entropy(x_hat.clamp(1e-6, 1 - 1e-6), x, reduction="none").sum(1)
+    if likelihood == "continuous_bernoulli":
+        cb = torch.distributions.ContinuousBernoulli(probs=x_hat.clamp(1e-4, 1 - 1e-4), validate_args=False)
+        return -cb.log_prob(x).sum(1)
     if likelihood == "gaussian":
         return (0.5 * (x - x_hat).pow(2) / scale**2).sum(1) + x.shape[1] * math.log(scale * math.sqrt(2 * math.pi))
     return ((x - x_hat).abs() / scale).sum(1) + x.shape[1] * math.log(2 * scale)
@@ -54,8 +61,9 @@ class VAE(LatentSampler, EvaluatedModule):
     """:param encoder: image -> ``(mu, logvar)`` (``fusionlab.models.ConvEncoder``).
     :param generator: the decoder, latent -> image in [0, 1] (``latent_dim`` read from it).
     :param beta: weight of the KL term (1: the ELBO).
-    :param kl_warmup_epochs: epochs over which beta rises linearly from 0 (0: no warm-up).
-    :param likelihood: ``bernoulli``, ``gaussian`` or ``l1``; ``scale``: sigma or b of the latter two.
+    :param kl_warmup_steps: training batches over which beta rises linearly from 0 (0: no warm-up).
+    :param likelihood: ``gaussian``, ``continuous_bernoulli``, ``l1`` or ``bernoulli``; ``scale``:
+        sigma (gaussian) or b (l1).
     :param grid_samples: fixed-latent samples in each grid; ``recon_rows``: input|reconstruction rows.
     """
 
@@ -65,18 +73,18 @@ class VAE(LatentSampler, EvaluatedModule):
         return {"encoder": self.encoder, "decoder": self.generator}
 
     def __init__(self, encoder: nn.Module, generator: nn.Module, optimizer: Callable, scheduler: Callable | None = None,
-                 beta: float = 1.0, kl_warmup_epochs: int = 0, likelihood: str = "bernoulli", scale: float = 0.1,
+                 beta: float = 1.0, kl_warmup_steps: int = 2000, likelihood: str = "gaussian", scale: float = 0.1,
                  grid_samples: int = 64, recon_rows: int = 2) -> None:
         super().__init__()
         check(likelihood in LIKELIHOODS, "approach.likelihood", f"must be one of {LIKELIHOODS}, got {likelihood!r}")
         check(float(beta) >= 0 and math.isfinite(float(beta)), "approach.beta", f"must be a number >= 0, got {beta}")
-        check(int(kl_warmup_epochs) >= 0, "approach.kl_warmup_epochs", f"must be >= 0, got {kl_warmup_epochs}")
+        check(int(kl_warmup_steps) >= 0, "approach.kl_warmup_steps", f"must be >= 0, got {kl_warmup_steps}")
         check(float(scale) > 0, "approach.scale", f"must be > 0, got {scale}")
         check(int(encoder.latent_dim) == int(generator.latent_dim), "approach.encoder.latent_dim",
               f"the encoder's latent size ({encoder.latent_dim}) must be the decoder's ({generator.latent_dim})")
         self.encoder, self.generator = encoder, generator
         self.optimizer, self.scheduler = optimizer, scheduler
-        self.beta, self.kl_warmup_epochs = float(beta), int(kl_warmup_epochs)
+        self.beta, self.kl_warmup_steps = float(beta), int(kl_warmup_steps)
         self.likelihood, self.scale = likelihood, float(scale)
         self.latent_dim = int(generator.latent_dim)
         self.grid_samples, self.recon_rows = int(grid_samples), int(recon_rows)
@@ -88,12 +96,11 @@ class VAE(LatentSampler, EvaluatedModule):
 
     # ---- the objective ------------------------------------------------------------------------
     def beta_now(self) -> float:
-        """beta after the warm-up of the current (fractional) epoch."""
-        if self.kl_warmup_epochs == 0 or self._trainer is None:
+        """beta after the warm-up, at the current training batch (resumes continue the ramp)."""
+        if self.kl_warmup_steps == 0 or self._trainer is None:
             return self.beta
-        batches = max(1, int(self.trainer.num_training_batches or 1))
-        progress = self.current_epoch + self.trainer.fit_loop.epoch_loop.batch_progress.current.ready / batches
-        return self.beta * min(1.0, progress / self.kl_warmup_epochs)
+        done = self.trainer.fit_loop.epoch_loop.batch_progress.total.ready
+        return self.beta * min(1.0, done / self.kl_warmup_steps)
 
     def terms(self, x: torch.Tensor, sample: bool = True) -> dict[str, torch.Tensor]:
         """Per-sample ``recon`` and ``kl`` (nats) and the reconstruction ``x_hat``."""

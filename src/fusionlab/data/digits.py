@@ -81,7 +81,7 @@ class DigitsDataModule(GenerationDataModule):
     """
 
     def __init__(self, task=None, stacked: bool = False, channels: int | None = None, image_size: int = 16,
-                 batch_size: int = 64, samples_per_epoch: int = 3200, val_samples: int = 1000,
+                 batch_size: int = 64, samples_per_epoch: int = 3200, val_samples: int = 10000,
                  test_samples: int = 10000, reference_count: int = 10000, eval_batch_size: int = 500,
                  num_workers: int = 0, pin_memory: bool = False, augment: bool = False,
                  classifier: dict | None = None, cache_dir: str | None = None) -> None:
@@ -121,6 +121,12 @@ class DigitsDataModule(GenerationDataModule):
         them): where the VAE's validation ELBO is measured."""
         digits, labels = digit_split(self.image_size)["test"]
         return stack_digits(digits, labels, 1000, seed=1)[0] if self.stacked else digits
+
+    def heldout_reference(self) -> torch.Tensor:
+        """The held-out reference of ``fd_digits_heldout``: ``reference_count`` stacks of held-out
+        digits (seeded apart from :meth:`heldout_images`), or the held-out digits themselves."""
+        digits, labels = digit_split(self.image_size)["test"]
+        return stack_digits(digits, labels, self.reference_count, seed=2)[0] if self.stacked else digits
 
     def setup(self, stage: str | None = None) -> None:
         self.load()

@@ -11,7 +11,9 @@ from fusionlab.evaluation.style import FEATURE_DISTANCES
 from fusionlab.metrics.generation import nearest_distance
 
 log = logging.getLogger("fusionlab")
-DIGIT_METRICS = ("modes_covered", "mode_kl", "fd_digits", "precision", "recall", "digit_confidence")
+DIGIT_METRICS = ("modes_covered", "mode_kl", "fd_digits", "fd_digits_heldout", "precision", "recall",
+                 "modes_covered_svc", "mode_kl_svc", "reader_agreement", "modes_covered_agreed", "mode_kl_agreed",
+                 "modes_covered_confident", "digit_confidence")
 
 
 class GenerationEvaluator(Evaluator):
@@ -23,8 +25,13 @@ class GenerationEvaluator(Evaluator):
     On data that provides a digit classifier (``data=digits|stacked_digits``): per sample
     ``digit_confidence`` (the classifier's probability of its reading); per epoch ``modes_covered``,
     ``mode_kl``, ``fd_digits``, ``precision``, ``recall`` (:mod:`fusionlab.metrics.digits`) over
-    every sample of the epoch, against the reference images, and ``classifier_accuracy`` (held-out
-    digits) to read them by."""
+    every sample of the epoch, against the reference images (``data.reference_count`` stacks of
+    training digits), ``fd_digits_heldout`` against as many stacks of held-out digits, the second
+    reader's counts and the readers' agreement (:func:`~fusionlab.metrics.digits.reader_statistics`),
+    and ``classifier_accuracy`` / ``svc_accuracy`` (held-out digits) to read them by.
+
+    :meth:`score_images` gives the same numbers for any set of images: the real-data and noise
+    rows that bound every generation table."""
 
     task = "generate"
     _DIGITS = "digit classifier features"
@@ -34,6 +41,14 @@ class GenerationEvaluator(Evaluator):
         MetricSpec("mode_kl", higher_is_better=False, per_item=False, space="digit classifier readings"),
         MetricSpec("precision", per_item=False, space=_DIGITS),
         MetricSpec("recall", per_item=False, space=_DIGITS),
+        MetricSpec("fd_digits_heldout", higher_is_better=False, per_item=False, space=_DIGITS + ", held-out digits",
+                   digits=3),
+        MetricSpec("modes_covered_svc", per_item=False, space="SVC readings", digits=1),
+        MetricSpec("mode_kl_svc", higher_is_better=False, per_item=False, space="SVC readings"),
+        MetricSpec("reader_agreement", per_item=False, space="classifier and SVC readings", digits=3),
+        MetricSpec("modes_covered_agreed", per_item=False, space="classifier and SVC readings", digits=1),
+        MetricSpec("mode_kl_agreed", higher_is_better=False, per_item=False, space="classifier and SVC readings"),
+        MetricSpec("modes_covered_confident", per_item=False, space="digit classifier readings", digits=1),
         *FEATURE_DISTANCES,
         # per sample, but samples of two generators are not the same item: compared over seeds only.
         # Closer to the training set is copying, not quality: a larger distance is not worse.
@@ -49,11 +64,16 @@ class GenerationEvaluator(Evaluator):
         self.num_modes = 0
         self.classifier_accuracy = 0.0
         self.reference_features: torch.Tensor | None = None
-        self._modes: list[torch.Tensor] = []
-        self._features: list[torch.Tensor] = []
+        self.reference_radii: torch.Tensor | None = None
+        self.heldout_features: torch.Tensor | None = None
+        self._svc: list = []          # [SVCReader]
+        self._reset()
+
+    def _reset(self) -> None:
+        self._modes, self._features, self._svc_modes, self._confidence = [], [], [], []
 
     def start(self, stage: str, module, datamodule) -> None:
-        self._modes, self._features = [], []
+        self._reset()
         if self.reference is not None or datamodule is None or not hasattr(datamodule, "reference_images"):
             return
         ref = datamodule.reference_images("fit")
@@ -62,24 +82,52 @@ class GenerationEvaluator(Evaluator):
         self.reference = torch.stack(ref[0]).flatten(1).float().to(module.device)
         self.reference_spacing = float(nearest_distance(self.reference, self.reference, exclude_self=True).mean())
         if hasattr(datamodule, "classifier_config"):  # data=digits|stacked_digits: the classifier of these digits
-            from fusionlab.metrics.digits import DigitReader, train_classifier
+            from fusionlab.metrics.digits import DigitReader, SVCReader, knn_radii, train_classifier
 
             classifier, self.classifier_accuracy = train_classifier(
                 datamodule.image_size, cache_dir=datamodule.cache_dir,
                 **{k: int(v) for k, v in datamodule.classifier_config.items()})
             self._reader = [DigitReader(classifier, datamodule.channels)]
+            self._svc = [SVCReader(datamodule.image_size, datamodule.channels)]
             self.num_modes = datamodule.modes
-            images = torch.stack(ref[0])
-            self.reference_features = torch.cat([self.reader.read(images[i:i + 1000])[2]
-                                                 for i in range(0, len(images), 1000)])
+            self.reference_features = self._features_of(torch.stack(ref[0]))
+            self.reference_radii = knn_radii(self.reference_features.float())
+            self.heldout_features = self._features_of(datamodule.heldout_reference())
         else:  # the classifier knows the digits' labels only: no number rather than a meaningless one
             log.info("%s: not computed: they read samples with the digit classifier, which knows the labels "
                      "of data=digits|stacked_digits only (this data: %s)", ", ".join(DIGIT_METRICS),
                      type(datamodule).__name__)
 
+    def _features_of(self, images: torch.Tensor, batch: int = 1000) -> torch.Tensor:
+        return torch.cat([self.reader.read(images[i:i + batch])[2].cpu() for i in range(0, len(images), batch)])
+
     @property
     def reader(self):
         return self._reader[0] if self._reader else None
+
+    @property
+    def svc_accuracy(self) -> float:
+        return self._svc[0].accuracy if self._svc else float("nan")
+
+    def read(self, images: torch.Tensor) -> torch.Tensor:
+        """Both readers on a batch of samples (kept for the epoch's metrics); the CNN's confidence."""
+        self.reader.to(images.device)
+        modes, confidence, feats = self.reader.read(images)
+        self._modes.append(modes.cpu())
+        self._features.append(feats.cpu())
+        self._confidence.append(confidence.cpu())
+        self._svc_modes.append(self._svc[0].modes(images))
+        return confidence
+
+    def score_images(self, images: torch.Tensor, batch: int = 1000) -> dict[str, float]:
+        """Every digit metric of ``images`` as if a generator had drawn them (after :meth:`start`):
+        the real-data (training or held-out stacks) and noise rows of a generation table."""
+        self._reset()
+        for i in range(0, len(images), batch):
+            self.read(images[i:i + batch])
+        out = {**self.digit_metrics(), "nn_distance": float(nearest_distance(images, self.reference).mean())}
+        self._reset()
+        return out
 
     def update(self, stage: str, batch: dict, outputs: dict[str, torch.Tensor], module, ms: float | None = None
                ) -> dict:
@@ -88,11 +136,7 @@ class GenerationEvaluator(Evaluator):
             self.reference = self.reference.to(images.device)
             values = {"nn_distance": nearest_distance(images, self.reference)}
             if self.reader is not None:
-                self.reader.to(images.device)
-                modes, confidence, feats = self.reader.read(images)
-                self._modes.append(modes.cpu())
-                self._features.append(feats.cpu())
-                values["digit_confidence"] = confidence
+                values["digit_confidence"] = self.read(images)
             self.add(stage, values, batch.get("name"), ms)
         return {"output": images, "name": batch.get("name")}
 
@@ -102,20 +146,26 @@ class GenerationEvaluator(Evaluator):
             out[f"{stage}/nn_distance_train"] = torch.tensor(self.reference_spacing)
         if self._modes:
             out.update({f"{stage}/{k}": torch.tensor(v) for k, v in self.digit_metrics().items()})
-        self._modes, self._features = [], []
+        self._reset()
         return out
 
     def digit_metrics(self) -> dict[str, float]:
-        """Mode coverage, FD and precision/recall of the epoch's samples (every process's, under DDP)."""
-        from fusionlab.metrics.digits import frechet_distance, mode_statistics, precision_recall
+        """Mode coverage, FD, precision/recall and the two readers' statistics of the epoch's samples
+        (every process's, under DDP)."""
+        from fusionlab.metrics.digits import frechet_distance, mode_statistics, precision_recall, reader_statistics
 
-        modes, feats = torch.cat(self._modes), torch.cat(self._features)
+        parts = [torch.cat(x) for x in (self._modes, self._features, self._svc_modes, self._confidence)]
         import torch.distributed as dist
 
         if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-            parts: list = [None] * dist.get_world_size()
-            dist.all_gather_object(parts, (modes, feats))
-            modes, feats = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
-        real = self.reference_features.cpu()
+            gathered: list = [None] * dist.get_world_size()
+            dist.all_gather_object(gathered, parts)
+            parts = [torch.cat([g[i] for g in gathered]) for i in range(len(parts))]
+        modes, feats, svc, confidence = parts
+        real = self.reference_features
         return {**mode_statistics(modes, self.num_modes), "fd_digits": frechet_distance(real, feats),
-                **precision_recall(real, feats), "classifier_accuracy": self.classifier_accuracy}
+                "fd_digits_heldout": frechet_distance(self.heldout_features, feats),
+                **precision_recall(real, feats, real_radii=self.reference_radii),
+                **reader_statistics(modes, svc, confidence, self.num_modes),
+                "classifier_accuracy": self.classifier_accuracy, "svc_accuracy": self.svc_accuracy,
+                "samples": float(len(modes)), "reference_size": float(len(real))}

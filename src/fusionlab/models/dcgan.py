@@ -42,3 +42,51 @@ class DCGANGenerator(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.net(z.reshape(z.shape[0], self.latent_dim, 1, 1))
+
+
+class SharedTrunkGenerators(nn.Module):
+    """K DCGAN generators that share every layer but the first (MGAN, Hoang et al. 2018: each
+    generator has its own input layer, the rest is shared). ``forward(z, k)`` runs sample ``i``
+    through head ``k[i]``, then every sample through the trunk at once (one BatchNorm batch, as in
+    MGAN's code). ``member(j)`` is generator ``j`` on its own (``latent -> image``), for grids.
+
+    :param num: K; the other arguments are :class:`DCGANGenerator`'s (each head gets its own
+        random initialisation).
+    """
+
+    def __init__(self, num: int, latent_dim: int = 64, channels: int = 1, image_size: int = 32, width: int = 64,
+                 spectral_norm: bool = False, init_std: float | None = 0.02) -> None:
+        super().__init__()
+        gens = [DCGANGenerator(latent_dim, channels, image_size, width, spectral_norm, init_std) for _ in range(num)]
+        self.heads = nn.ModuleList([g.net[0] for g in gens])
+        self.trunk = nn.Sequential(*list(gens[0].net)[1:])
+        self.latent_dim, self.channels, self.image_size, self.num = latent_dim, channels, image_size, num
+
+    def forward(self, z: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        z = z.reshape(z.shape[0], self.latent_dim, 1, 1)
+        h = None
+        for j, head in enumerate(self.heads):
+            rows = (k == j).nonzero().flatten()
+            if rows.numel() == 0:
+                continue
+            out = head(z[rows])
+            if h is None:
+                h = out.new_empty((z.shape[0], *out.shape[1:]))
+            h[rows] = out
+        return self.trunk(h)
+
+    def member(self, j: int) -> nn.Module:
+        return _Member(self, j)
+
+
+class _Member(nn.Module):
+    """Generator ``j`` of a :class:`SharedTrunkGenerators` as a plain ``latent -> image`` network
+    (a view: it holds no parameters of its own)."""
+
+    def __init__(self, shared: SharedTrunkGenerators, j: int) -> None:
+        super().__init__()
+        self._shared, self.j = [shared], j  # a list: not a submodule (no duplicate parameters)
+        self.latent_dim, self.channels, self.image_size = shared.latent_dim, shared.channels, shared.image_size
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self._shared[0](z, torch.full((z.shape[0],), self.j, dtype=torch.long, device=z.device))

@@ -73,14 +73,21 @@ class DCGANDiscriminator(nn.Module):
     """DCGAN discriminator for ``image_size`` (a power of two >= 8) images.
 
     :param num_classes: > 0 adds a classifier head (logits over generators) on the shared features.
+    :param pack: PacGAN (Lin et al. 2018): judge ``pack`` images at once, concatenated along channels
+        (consecutive images of a batch, so a batch of B gives B / pack logits; B must be a multiple).
+        Packing is the standard non-fusion remedy for mode collapse: a packed discriminator sees the
+        diversity of a set of samples.
     """
 
     def __init__(self, in_channels: int = 1, image_size: int = 32, width: int = 64, spectral_norm: bool = True,
-                 num_classes: int = 0, init_std: float | None = 0.02) -> None:
+                 num_classes: int = 0, init_std: float | None = 0.02, pack: int = 1) -> None:
         super().__init__()
         check_image_size(image_size)
+        if int(pack) < 1:
+            raise ValueError(f"DCGANDiscriminator: pack must be >= 1, got {pack}")
+        self.pack = int(pack)
         n_down = int(math.log2(image_size)) - 2  # down to 4x4
-        layers, c = [], in_channels
+        layers, c = [], in_channels * self.pack
         for i in range(n_down):
             c_out = width * min(2 ** i, 8)
             layers += [_conv(c, c_out, 4, 2, 1, spectral_norm), nn.LeakyReLU(0.2)]
@@ -94,7 +101,13 @@ class DCGANDiscriminator(nn.Module):
             init_normal(self, init_std)
 
     def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Per-image logits ``(B,)`` and classifier logits ``(B, K)`` (or None)."""
+        """Per-image logits ``(B,)`` (``(B / pack,)`` when packing) and classifier logits ``(B, K)`` (or None)."""
+        if self.pack > 1:
+            b, c, hh, ww = x.shape
+            if b % self.pack:
+                raise ValueError(f"a packing discriminator (pack={self.pack}) needs a batch that is a multiple of "
+                                 f"{self.pack}, got {b} images: set data.batch_size to a multiple")
+            x = x.reshape(b // self.pack, self.pack * c, hh, ww)
         h = self.body(x)
         logits = self.head(h).flatten()
         cls = self.classifier(h).flatten(1) if self.classifier is not None else None
