@@ -3,11 +3,13 @@ cover the modes better than one DCGAN, than one DCGAN of the same size, and than
 
 Two regimes, the same rows in each (16 px, batch 64, an epoch = 1,000 generator updates):
   - ``standard``: the discriminator of ``discriminator=dcgan`` (width 32);
-  - ``collapse``: the discriminator's width divided by 4 (32 -> 8 filters in its first layer; our
-    reading of the K = 1/4 discriminator of PacGAN Table 3, taken from Unrolled GAN, where DCGAN
-    collapses). A discriminator with a quarter of the *generator's parameters* would be width 27 here
-    (25,570 parameters against the standard 35,425): this DCGAN discriminator is already a third of
-    the generator, so that reading would hardly change the setting.
+  - ``collapse``: the discriminator's width divided by 4 (32 -> 8 filters in its first layer, 16 in
+    its second): a quarter of the generator's filters layer by layer (the generator has 32 at 8x8
+    and 64 at 4x4), which is how PacGAN's code builds its "D = 1/4 G" setting of Table 3
+    (fjxmlzn/PacGAN, stacked_MNIST_experiments/unrolled_GAN_experiment/D=0.25G/model.py: D convs of
+    2, 4, 8 filters against G's 8, 16, 32). A quarter of the generator's *parameters* would be
+    width 27 here (25,570 against the standard 35,425): this discriminator is already a third of
+    the generator in parameters, so that reading would hardly change the setting.
 Rows (the fused models and the equal-size controls have about K times the single's generator
 parameters, K = --members):
   - single DCGAN (width --width) and single DCGAN of the fused models' total size;
@@ -230,7 +232,8 @@ def regime_report(regime: str, rows: dict[str, list[dict]], refs: dict, args, sz
         lines.append(f"| *{name}* | " + " | ".join(f"{ref[k]:.{dg}f}" for k, _, dg in COLUMNS) + " | | | |")
     for name, s in table.items():
         lines.append(f"| {LABELS[name]} | " + " | ".join(fmt_ci(s[k], dg) for k, _, dg in COLUMNS)
-                     + f" | {fmt_goal(s['steps_to_goal'])} | {fmt_ci(s['eval_fraction'], 2)} | {s['train_time_s']['mean']:.0f} |")
+                     + f" | {'(fuser steps) ' if name == 'fusion_two_stage' else ''}{fmt_goal(s['steps_to_goal'])} | "
+                     f"{fmt_ci(s['eval_fraction'], 2)} | {s['train_time_s']['mean']:.0f} |")
     lines += ["", f"Seeds {', '.join(map(str, seeds))} (mean ± half-width of the 95% t-interval over seeds); "
               f"{args.samples:,} samples per run and per reference row; {args.steps // 1000}k generator updates "
               f"(two-stage fuser: {args.fuser_steps // 1000}k on top of its members')."]

@@ -18,7 +18,10 @@ $PY bench/weight_fusion.py --part averaging
 $PY bench/quality_per_minute.py --minutes 20
 $PY bench/gan.py
 $PY bench/superres.py --minutes 2
-$PY bench/generation.py --epochs 10
+# generation: two regimes, eight rows (about 80 minutes per seed of both regimes on one thread)
+OMP_NUM_THREADS=1 taskset -c 0 $PY bench/generation.py --steps 8000 --seeds 1 &
+OMP_NUM_THREADS=1 taskset -c 1 $PY bench/generation.py --steps 8000 --seeds 2; wait
+$PY bench/generation.py --steps 8000 --seeds 1 2
 $PY bench/style_features.py --experiments style_default
 OMP_NUM_THREADS=1 $PY bench/style_features.py --experiments style_paintings --seeds 1 2 3
 $PY bench/throughput.py

@@ -133,7 +133,8 @@ def test_generation_sweep_report_has_digit_metrics_over_seeds_and_a_forest_plot(
     comparison = json.loads((tmp_path / "comparison.json").read_text())
     settings = {s["approach"]: s for s in comparison["settings"]}
     assert set(settings) == {"gan", "vae"} and all(s["n"] == 2 and s["task"] == "generate" for s in settings.values())
-    for name in ("modes_covered", "mode_kl", "fd_digits", "precision", "recall"):
+    for name in ("modes_covered", "mode_kl", "fd_digits", "precision", "recall", "modes_covered_svc",
+                 "reader_agreement", "modes_covered_agreed", "fd_digits_heldout"):
         assert settings["vae"][f"{name}_ci"] is not None, name
         low, high = settings["vae"][f"{name}_ci"]
         assert low <= settings["vae"][f"{name}_mean"] <= high
