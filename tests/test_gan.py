@@ -165,7 +165,8 @@ def make_gan(ensemble: bool = False, **kw):
     opt = lambda params: torch.optim.Adam(params, lr=1e-3)  # noqa: E731
     d = DCGANDiscriminator(1, 16, 8, num_classes=3 if ensemble else 0)
     if ensemble:
-        return GanMixture(lambda: DCGANGenerator(8, 1, 16, 8), d, GANLoss("bce"), opt, opt, **kw)
+        return GanMixture(lambda: DCGANGenerator(8, 1, 16, 8), d, GANLoss("bce"), opt, opt,
+                          **{"share_layers": False, **kw})  # whole networks: members indexable
     return UnconditionalGan(DCGANGenerator(8, 1, 16, 8), d, GANLoss("bce"), opt, opt, **kw)
 
 

@@ -170,6 +170,11 @@ def test_mixture_settings_that_cannot_work_fail_naming_the_key():
     with pytest.raises(ConfigError, match="^approach.discriminator.pack"):
         GanMixture(functools.partial(DCGANGenerator, 8, 3, 16, 8), DCGANDiscriminator(3, 16, 8, pack=2),
                    GANLoss("bce"), OPT, OPT)
+    with pytest.raises(ConfigError, match="^approach.share_layers: shared layers are built for generator=dcgan"):
+        GanMixture(lambda: DCGANGenerator(8, 3, 16, 8), DCGANDiscriminator(3, 16, 8), GANLoss("bce"), OPT, OPT)
+    positional = GanMixture(functools.partial(DCGANGenerator, 8, 3, 16, 8), DCGANDiscriminator(3, 16, 8),
+                            GANLoss("bce"), OPT, OPT)
+    assert positional.generator.latent_dim == 8 and positional.generator.channels == 3
 
 
 def test_packing_discriminator_judges_consecutive_samples_together():

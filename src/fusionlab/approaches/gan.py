@@ -147,7 +147,7 @@ class GanMixture(UnconditionalGan):
                  loss_weights: dict[str, float] | None = None, n_critic: int = 1, grad_clip: float | None = None,
                  ema_decay: float | None = None, grid_samples: int = 8,
                  generators: Mapping[str, nn.Module] | None = None, member_checkpoints: Sequence[str | None] | None = None,
-                 frozen_members: Sequence[str] = (), share_layers: bool = False, member_batch: str = "share") -> None:
+                 frozen_members: Sequence[str] = (), share_layers: bool = True, member_batch: str = "share") -> None:
         check(member_batch in ("share", "full"), "approach.member_batch",
               f"must be share or full, got {member_batch!r}")
         check(int(getattr(discriminator, "pack", 1)) == 1, "approach.discriminator.pack",
@@ -165,7 +165,7 @@ class GanMixture(UnconditionalGan):
             if share_layers:
                 check(isinstance(generator, functools.partial) and generator.func is DCGANGenerator,
                       "approach.share_layers", "shared layers are built for generator=dcgan (MGAN's sharing)")
-                shared = SharedTrunkGenerators(len(names), **generator.keywords)
+                shared = SharedTrunkGenerators(len(names), *generator.args, **generator.keywords)
                 members = nn.ModuleList([shared.member(j) for j in range(len(names))])
             else:
                 members = nn.ModuleList([generator() for _ in names])
